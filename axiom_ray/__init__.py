@@ -1,0 +1,1 @@
+"""axiom-ray: expert iteration for code models on Ray."""

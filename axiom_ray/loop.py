@@ -1,0 +1,307 @@
+"""The expert-iteration driver: named, timed phases over a resumable run directory.
+
+Model 0 is the base model; model k >= 1 is the base plus adapter k, trained on the verified
+samples of model k-1 (or of every earlier model with data.accumulate). Per model k:
+
+    train (k >= 1) -> redeploy (k >= 1) -> samples (generate + verify + write, streamed) -> eval
+
+`samples` is model k on the training problems (the data for adapter k+1 and axiom-rl's
+"Model N+1" figures); `eval` is model k on the held-out problems. A phase marked done in the
+manifest is never redone; one that was cut off is redone from its start into a fresh temporary
+directory and published by a rename, so no half phase is ever read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from axiom_ray import metrics
+from axiom_ray.config import RunConfig
+from axiom_ray.placement import Plan, make_plan
+from axiom_ray.problems import Problem, resolve_problems
+from axiom_ray.rundir import DONE, FAILED, RUNNING, RunDir, RunDirError, iter_dir, now
+
+log = logging.getLogger(__name__)
+
+# Environment for the actors: no hub is reachable, and tokenizers' threads fight the engines.
+ACTOR_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+
+
+@dataclass
+class Problems:
+    train: list[Problem]
+    eval: list[Problem]
+
+
+def load_problems(cfg: RunConfig) -> Problems:
+    """Resolve both pools up front so a bad id fails before any cluster resource is taken."""
+    train = resolve_problems(cfg.problems)
+    held_out = resolve_problems(cfg.evaluation.problems) if cfg.evaluation.problems.strip() else []
+    return Problems(train=train, eval=held_out)
+
+
+def default_storage(cfg: RunConfig) -> str:
+    return cfg.storage or f"runs/{cfg.experiment}"
+
+
+@dataclass
+class Loop:
+    cfg: RunConfig
+    run: RunDir
+    plan: Plan
+    problems: Problems
+    generators: list[Any]
+    prompts: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> problem id -> prompt
+    loaded_adapter: str | None = None
+
+    # --- phases --------------------------------------------------------------------------
+    def run_all(self) -> None:
+        for k in range(self.cfg.iterations + 1):
+            metrics.gauge("iteration", k, run=self.run.run_id)
+            if k > 0:
+                self.phase(k, "train", lambda k=k: self.train(k))
+                self.phase(k, "redeploy", lambda k=k: self.redeploy(k), always=True)
+            self.phase(k, "samples", lambda k=k: self.sample(k, "samples"))
+            if self.problems.eval:
+                self.phase(k, "eval", lambda k=k: self.sample(k, "eval"))
+
+    def phase(self, k: int, name: str, fn: Callable[[], dict[str, Any]], always: bool = False) -> None:
+        """Run one named phase unless the manifest says it is done; time it and log one line.
+        `always` phases (redeploy) act on live actors, so they run again after a resume."""
+        if self.run.is_done(k, name) and not always:
+            log.info("[iter %d] %-8s already done, skipped", k, name)
+            return
+        metrics.gauge("iteration", k, run=self.run.run_id)
+        self.run.mark(k, name, RUNNING, started_at=now())
+        log.info("[iter %d] %-8s started", k, name)
+        t0 = time.perf_counter()
+        try:
+            result = fn()
+        except BaseException:
+            self.run.mark(k, name, FAILED, finished_at=now(), seconds=round(time.perf_counter() - t0, 2))
+            raise
+        seconds = round(time.perf_counter() - t0, 2)
+        self.run.mark(k, name, DONE, finished_at=now(), seconds=seconds, metrics=result)
+        metrics.gauge("phase_seconds", seconds, run=self.run.run_id, phase=name)
+        log.info("[iter %d] %-8s done in %.1fs: %s", k, name, seconds, _summary(result))
+
+    def sample(self, k: int, kind: str) -> dict[str, Any]:
+        from axiom_ray.pipeline import PassSpec, pass_stats, run_pass
+
+        self.ensure_adapter(k)
+        cfg, run = self.cfg, self.run
+        problems = self.problems.train if kind == "samples" else self.problems.eval
+        if kind == "samples":
+            n, temperature, attempts = cfg.generation.samples, cfg.generation.temperature, cfg.generation.max_attempts
+        else:
+            n, temperature, attempts = cfg.evaluation.samples, cfg.evaluation.temperature, 1
+        prompts = self.prompts_for(kind, problems)
+        final = f"{iter_dir(k)}/{kind}"
+        run.storage.clean_temps(iter_dir(k))
+        tmp = run.storage.temp_name(final)
+        verify_problems = {p.id: p.to_dict() for p in problems}
+        limits = {"timeout_s": cfg.verifier.timeout, "memory_mb": cfg.verifier.memory_mb}
+        todo = dict(prompts)
+        t0 = time.perf_counter()
+        for attempt in range(attempts):
+            spec = PassSpec(
+                run_id=run.run_id, iteration=k, kind=kind, attempt=attempt, n=n, temperature=temperature,
+                top_p=cfg.generation.top_p, max_tokens=cfg.generation.max_tokens, seed=cfg.seed,
+                model=cfg.model, adapter=self.loaded_adapter)
+            run_pass(generators=self.generators, prompts=todo, spec=spec, verify_problems=verify_problems,
+                     verifier_limits=limits, verifier_workers=self.plan.verifier_workers,
+                     verifier_batch_size=cfg.verifier.batch_size,
+                     generate_batch_size=cfg.generation.batch_size, out_uri=run.uri(tmp))
+            stats = pass_stats(run.uri(tmp), time.perf_counter() - t0)
+            todo = {pid: p for pid, p in todo.items() if pid not in set(stats["solved"])}
+            if not todo:
+                break
+        run.storage.publish(tmp, final)
+        stats["problems"] = len(problems)
+        stats["solved"] = len(stats["solved"])
+        stats["pass_rate"] = round(stats["passed"] / max(1, stats["candidates"]), 4)
+        tags = {"run": run.run_id, "kind": kind}
+        metrics.inc("samples_generated", stats["candidates"], **tags)
+        metrics.inc("tokens_generated", stats["tokens"], **tags)
+        metrics.gauge("pass_rate", stats["pass_rate"], **tags)
+        metrics.gauge("problems_solved", stats["solved"], **tags)
+        metrics.gauge("tokens_per_second", stats["tokens_per_s"], **tags)
+        return stats
+
+    def train(self, k: int) -> dict[str, Any]:
+        from axiom_ray.pipeline import build_training_set
+        from axiom_ray.training import train_adapter
+
+        cfg, run = self.cfg, self.run
+        sources = range(k) if cfg.data.accumulate else [k - 1]
+        sample_uris = [run.uri(iter_dir(j), "samples") for j in sources]
+        run.storage.clean_temps(iter_dir(k))
+        train_rel = f"{iter_dir(k)}/train"
+        tmp = run.storage.temp_name(train_rel)
+        rows = build_training_set(sample_uris, run.uri(tmp), cfg.data.max_per_problem, cfg.data.dedupe)
+        if rows == 0:
+            # Nothing verified: model k is model k-1, and the next round samples it again.
+            run.set_adapter(k, run.adapter(k - 1))
+            log.warning("[iter %d] no verified samples to train on; model %d = model %d", k, k, k - 1)
+            return {"examples": 0, "skipped": "no verified samples"}
+        run.storage.publish(tmp, train_rel)
+        init = None if cfg.training.from_base or k == 1 else run.adapter(k - 1)
+        adapter_rel = f"{iter_dir(k)}/adapter"
+        adapter_tmp = run.storage.temp_name(adapter_rel)
+        self.sleep_generators()
+        try:
+            result = train_adapter(
+                base_model=cfg.model, train_path=run.uri(train_rel), adapter_dir=run.uri(adapter_tmp),
+                cfg=cfg.training, storage_path=run.uri(iter_dir(k)), run_name="checkpoints",
+                init_adapter=run.resolve(init) if init else None, use_gpu=self.plan.train_use_gpu)
+        finally:
+            self.wake_generators()
+        run.storage.publish(adapter_tmp, adapter_rel)
+        run.set_adapter(k, adapter_rel)
+        out = {key: getattr(result, key) for key in (
+            "examples", "dropped", "steps", "tokens", "train_seconds", "fit_seconds", "final_loss",
+            "tokens_per_second")}
+        metrics.gauge("train_loss", result.final_loss, run=run.run_id)
+        metrics.gauge("train_tokens_per_second", result.tokens_per_second, run=run.run_id)
+        return out
+
+    def redeploy(self, k: int) -> dict[str, Any]:
+        seconds = self.ensure_adapter(k)
+        return {"adapter": self.loaded_adapter, "seconds": round(seconds, 3)}
+
+    # --- generators ----------------------------------------------------------------------
+    def ensure_adapter(self, k: int) -> float:
+        """Make the live generators serve model k (no restart): load its adapter if needed."""
+        import ray
+
+        want = self.run.adapter(k)
+        if want == self.loaded_adapter:
+            return 0.0
+        t0 = time.perf_counter()
+        if want is None:
+            ray.get([g.use_base.remote() for g in self.generators])
+        else:
+            ray.get([g.load_adapter.remote(self.run.resolve(want), k) for g in self.generators])
+        self.loaded_adapter = want
+        seconds = time.perf_counter() - t0
+        metrics.gauge("adapter_swap_seconds", seconds, run=self.run.run_id)
+        return seconds
+
+    def sleep_generators(self) -> None:
+        if self.plan.colocated:
+            import ray
+
+            ray.get([g.sleep.remote() for g in self.generators])
+
+    def wake_generators(self) -> None:
+        if self.plan.colocated:
+            import ray
+
+            ray.get([g.wake.remote() for g in self.generators])
+
+    def prompts_for(self, kind: str, problems: list[Problem]) -> dict[str, str]:
+        """Prompts rendered once by a generator (it has the tokenizer and chat template)."""
+        if kind not in self.prompts:
+            import ray
+
+            rendered = ray.get(self.generators[0].render_prompts.remote([p.to_dict() for p in problems]))
+            self.prompts[kind] = dict(zip([p.id for p in problems], rendered, strict=True))
+        return self.prompts[kind]
+
+
+def start_generators(cfg: RunConfig, plan: Plan) -> list[Any]:
+    """One actor per engine replica, each with its own seed (identical seeds would give
+    identical samples), named so the dashboard shows which is which."""
+    import ray
+
+    from axiom_ray.generation.actor import GeneratorActor
+
+    remote = ray.remote(GeneratorActor)
+    actors = [
+        remote.options(
+            name=f"axiom-generator-{i}", namespace=None, num_gpus=plan.gen_num_gpus,
+            num_cpus=plan.gen_num_cpus, runtime_env={"env_vars": ACTOR_ENV}, max_restarts=0,
+        ).remote(model=cfg.model, engine=cfg.generation.engine, seed=cfg.seed + 1000 * i, cfg=cfg.generation)
+        for i in range(plan.replicas)
+    ]
+    ray.get([a.ready.remote() for a in actors])
+    return actors
+
+
+def prepare(cfg: RunConfig, fork: bool = False, with_generators: bool = True) -> Loop:
+    """Check every input before taking cluster resources, open the run, plan, start generators."""
+    import ray
+
+    from axiom_ray.models import check_model_spec
+
+    problems = load_problems(cfg)
+    check_model_spec(cfg.model)
+    run = RunDir.open_or_create(default_storage(cfg), cfg, fork=fork)
+    run.manifest["problems"] = {"train": [p.id for p in problems.train], "eval": [p.id for p in problems.eval]}
+    run.save()
+    log.info("run %s in %s", run.run_id, run.storage.root)
+    if not ray.is_initialized():
+        ray.init(log_to_driver=True)
+    plan = make_plan(cfg, ray.cluster_resources())
+    log.info("plan: %s", plan.describe())
+    generators: list[Any] = []
+    if with_generators:
+        t0 = time.perf_counter()
+        generators = start_generators(cfg, plan)
+        log.info("generators ready in %.1fs", time.perf_counter() - t0)
+    return Loop(cfg=cfg, run=run, plan=plan, problems=problems, generators=generators)
+
+
+def run_iterations(cfg: RunConfig, fork: bool = False) -> RunDir:
+    """The whole loop."""
+    loop = prepare(cfg, fork=fork)
+    loop.run_all()
+    return loop.run
+
+
+PHASE_OF_COMMAND = {"generate": "samples", "train": "train", "evaluate": "eval"}
+
+
+def run_single_phase(cfg: RunConfig, command: str, iteration: int | None = None,
+                     adapter: str | None = None, force: bool = False) -> RunDir:
+    """`axiom generate|train|evaluate`: one phase of model K on a run directory. `adapter`
+    makes model K the base plus that adapter (to score any adapter on any problem set)."""
+    from axiom_ray.storage import normalize_uri
+
+    name = PHASE_OF_COMMAND[command]
+    k = iteration if iteration is not None else (1 if name == "train" else 0)
+    loop = prepare(cfg, with_generators=name != "train")
+    run = loop.run
+    if adapter:
+        run.set_adapter(k, normalize_uri(adapter))
+    _check_prerequisites(run, k, name)
+    if name == "eval" and not loop.problems.eval:
+        raise RunDirError("no evaluation problems: pass --eval-problems")
+    if force:
+        run.mark(k, name, "forced")
+    fns = {"samples": lambda: loop.sample(k, "samples"), "train": lambda: loop.train(k),
+           "eval": lambda: loop.sample(k, "eval")}
+    loop.phase(k, name, fns[name])
+    return run
+
+
+def _check_prerequisites(run: RunDir, k: int, name: str) -> None:
+    if name == "train":
+        if k < 1:
+            raise RunDirError("train: --iteration must be >= 1 (adapter K learns from model K-1's samples)")
+        if not run.is_done(k - 1, "samples"):
+            raise RunDirError(f"adapter {k} trains on the samples of model {k - 1}, which are not there "
+                              f"yet: run `axiom generate --iteration {k - 1}` first")
+    elif k > 0 and run.adapter(k) is None:
+        raise RunDirError(f"model {k} has no adapter yet: run `axiom train --iteration {k}` first "
+                          "(or pass --adapter)")
+
+
+def _summary(result: dict[str, Any]) -> str:
+    keys = ("candidates", "passed", "pass_rate", "solved", "problems", "tokens_per_s", "examples",
+            "final_loss", "tokens_per_second", "seconds", "adapter")
+    return ", ".join(f"{k}={result[k]}" for k in keys if k in result)

@@ -1,0 +1,63 @@
+"""Run metrics for the Ray dashboard (ray.util.metrics), behind one small facade.
+
+Metrics are created on first use inside a Ray process; outside Ray every call is a no-op, so
+pure code and unit tests can report without a cluster.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+PREFIX = "axiom_"
+_COUNTERS = {
+    "samples_generated": "Candidates generated",
+    "samples_verified": "Candidates verified, by status",
+    "tokens_generated": "Tokens generated",
+}
+_GAUGES = {
+    "pass_rate": "Per-sample pass rate of the last pass",
+    "problems_solved": "Problems solved in the last pass",
+    "tokens_per_second": "Generated tokens per second of the last pass",
+    "train_loss": "Last training loss",
+    "train_tokens_per_second": "Training tokens per second",
+    "iteration": "Current iteration",
+    "phase_seconds": "Wall time of the last phase, by phase",
+    "adapter_swap_seconds": "Time to load a new adapter into the generators",
+}
+PHASES = ("samples", "eval", "train", "redeploy")
+
+
+@functools.cache
+def _metric(name: str) -> Any:
+    from ray.util import metrics
+
+    if name in _COUNTERS:
+        return metrics.Counter(PREFIX + name, description=_COUNTERS[name], tag_keys=("run", "kind", "status"))
+    return metrics.Gauge(PREFIX + name, description=_GAUGES[name], tag_keys=("run", "kind", "phase"))
+
+
+def _ray_ready() -> bool:
+    try:
+        import ray
+
+        return ray.is_initialized()
+    except ImportError:
+        return False
+
+
+def inc(name: str, value: float = 1.0, **tags: str) -> None:
+    if value and _ray_ready():
+        _metric(name).inc(value, tags=_tags(tags, ("run", "kind", "status")))
+
+
+def gauge(name: str, value: float, **tags: str) -> None:
+    if _ray_ready():
+        _metric(name).set(float(value), tags=_tags(tags, ("run", "kind", "phase")))
+
+
+def _tags(given: dict[str, str], keys: tuple[str, ...]) -> dict[str, str]:
+    return {k: str(given.get(k, "")) for k in keys}

@@ -1,0 +1,181 @@
+"""The Ray Data flow of one sampling pass: prompts -> generators -> verifiers -> Parquet.
+
+Generation and verification stream: each generated batch flows to the verifier pool while the
+generators work on the next, and rows go to Parquet as they are judged, so nothing holds a whole
+iteration in the driver. The generator actors live for the whole run (they keep the engine and
+the current adapter); the Ray Data stage in front of them only routes batches to them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from axiom_ray.samples import code_hash, sample_id, select_training_rows
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PassSpec:
+    """What one sampling pass is: who samples what, how, and where the rows go."""
+
+    run_id: str
+    iteration: int
+    kind: str  # "samples" (training pool) or "eval" (held-out)
+    attempt: int
+    n: int
+    temperature: float
+    top_p: float
+    max_tokens: int
+    seed: int
+    model: str
+    adapter: str | None
+
+
+def request_seed(spec: PassSpec, problem_id: str) -> int:
+    """A per-request seed fixed by the run seed and the request's identity (not its batch)."""
+    key = f"{spec.seed}/{spec.iteration}/{spec.kind}/{spec.attempt}/{problem_id}"
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little") & 0x7FFFFFFF
+
+
+class GenerateBatch:
+    """Ray Data stage: sends each request to its generator replica, returns one row per candidate."""
+
+    def __init__(self, generators: list[Any], spec: PassSpec) -> None:
+        self.generators = generators
+        self.spec = spec
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
+        import ray
+
+        spec = self.spec
+        by_replica: dict[int, list[dict[str, Any]]] = {}
+        for pid, prompt, replica in zip(batch["problem_id"], batch["prompt"], batch["replica"], strict=True):
+            req = {"problem_id": str(pid), "prompt": str(prompt), "seed": request_seed(spec, str(pid))}
+            by_replica.setdefault(int(replica) % len(self.generators), []).append(req)
+        refs = [
+            self.generators[r].generate.remote(
+                reqs, n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
+                max_tokens=spec.max_tokens, seed=spec.seed)
+            for r, reqs in by_replica.items()
+        ]
+        prompts = {str(p): str(q) for p, q in zip(batch["problem_id"], batch["prompt"], strict=True)}
+        created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+        rows = [self._row(c, prompts, created) for result in ray.get(refs) for c in result]
+        return _columns(rows)
+
+    def _row(self, cand: dict[str, Any], prompts: dict[str, str], created: str) -> dict[str, Any]:
+        spec = self.spec
+        pid = cand["problem_id"]
+        return {
+            "run_id": spec.run_id,
+            "iteration": spec.iteration,
+            "problem_id": pid,
+            "sample_id": sample_id(spec.run_id, spec.iteration, pid, spec.kind, spec.attempt, cand["index"]),
+            "prompt": prompts[pid],
+            "completion": cand["completion"],
+            "code": cand["code"],
+            "model": spec.model,
+            "adapter": spec.adapter,
+            "temperature": spec.temperature,
+            "seed": spec.seed,
+            "num_tokens": int(cand["num_tokens"]),
+            "code_hash": code_hash(cand["code"]),
+            "created_at": created,
+            "attempt": spec.attempt,
+            "index": int(cand["index"]),
+            "finish_reason": str(cand.get("finish_reason") or ""),
+        }
+
+
+def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+    if not rows:
+        return {}
+    return {key: [r[key] for r in rows] for key in rows[0]}
+
+
+def run_pass(
+    *,
+    generators: list[Any],
+    prompts: dict[str, str],
+    spec: PassSpec,
+    verify_problems: dict[str, dict[str, Any]],
+    verifier_limits: dict[str, Any],
+    verifier_workers: int,
+    verifier_batch_size: int,
+    generate_batch_size: int,
+    out_uri: str,
+) -> dict[str, Any]:
+    """Stream one pass to Parquet under `out_uri`; returns counts and timings read back from it."""
+    import ray.data
+
+    from axiom_ray.verifier import VerifyBatch
+
+    requests = [
+        {"problem_id": pid, "prompt": prompt, "replica": i // generate_batch_size}
+        for i, (pid, prompt) in enumerate(prompts.items())
+    ]
+    blocks = max(1, -(-len(requests) // generate_batch_size))
+    t0 = time.perf_counter()
+    ds = ray.data.from_items(requests, override_num_blocks=blocks)
+    ds = ds.map_batches(
+        GenerateBatch,
+        fn_constructor_kwargs={"generators": generators, "spec": spec},
+        batch_size=generate_batch_size,
+        compute=ray.data.ActorPoolStrategy(size=len(generators)),
+        num_cpus=0,  # it only routes; the generator actors hold the resources
+    )
+    ds = ds.map_batches(
+        VerifyBatch,
+        fn_constructor_kwargs={"problems": verify_problems, "limits": verifier_limits},
+        batch_size=verifier_batch_size,
+        compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, verifier_workers)),
+        num_cpus=1,
+    )
+    ds.write_parquet(out_uri)
+    seconds = time.perf_counter() - t0
+    return pass_stats(out_uri, seconds)
+
+
+def pass_stats(uri: str, seconds: float) -> dict[str, Any]:
+    """Counts of a written pass (only the small columns are read)."""
+    import pyarrow.dataset as pads
+
+    table = pads.dataset(uri, format="parquet").to_table(columns=["problem_id", "passed", "num_tokens"])
+    passed = table.column("passed").to_pylist()
+    tokens = int(sum(table.column("num_tokens").to_pylist()))
+    solved = {p for p, ok in zip(table.column("problem_id").to_pylist(), passed, strict=True) if ok}
+    return {
+        "candidates": len(passed),
+        "passed": int(sum(passed)),
+        "solved": sorted(solved),
+        "tokens": tokens,
+        "seconds": round(seconds, 2),
+        "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else 0.0,
+    }
+
+
+def build_training_set(sample_uris: list[str], out_uri: str, max_per_problem: int, dedupe: bool) -> int:
+    """Passed samples -> deduplicated, capped per problem -> Parquet. Returns the row count."""
+    import pyarrow as pa
+    import ray.data
+
+    def pick(group: pa.Table) -> pa.Table:
+        rows = select_training_rows(group.to_pylist(), max_per_problem, dedupe)
+        return pa.Table.from_pylist(rows, schema=group.schema)
+
+    ds = ray.data.read_parquet(sample_uris).filter(expr="passed")
+    if ds.count() == 0:
+        return 0
+    ds = ds.groupby("problem_id").map_groups(pick, batch_format="pyarrow")
+    ds.write_parquet(out_uri)
+    import pyarrow.dataset as pads
+
+    return pads.dataset(out_uri, format="parquet").count_rows()

@@ -1,0 +1,880 @@
+"""`axiom report RUN_DIR`: report.md, a self-contained report.html and plots/*.png for a run.
+
+The report reproduces axiom-rl's published figures (solve rate, per-sample pass rate, failed
+samples, unique solutions, duplicates filtered, per-problem breakdown) for every iteration, on
+the training pool and on the held-out problems, and adds what axiom-rl lacked: held-out pass@k
+with bootstrap confidence intervals, phase timings and throughput.
+
+It reads only what the manifest marks done (DESIGN.md contract 5: a phase that is running or
+failed may have left partial files) and says what is missing, so a partial run reports too.
+Pure: pyarrow, numpy and matplotlib's object API (Agg, no pyplot state); no torch, vLLM or Ray.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import math
+import re
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+
+from axiom_ray.evaluation import (
+    SUMMARY_COLUMNS,
+    Summary,
+    comparison_rows,
+    fmt_pct,
+    markdown_table,
+    read_rows,
+    summarize,
+)
+from axiom_ray.storage import Storage
+
+PHASES = ("train", "redeploy", "samples", "eval")  # the order they run in within an iteration
+BAR_WIDTH = 8  # axiom-rl's per-problem bars: one cell per sample at N=8
+HEATMAP_LABELS = 80  # beyond this many problems the heatmap drops its row labels
+BOOT_SEED = 0  # fixed so a report is reproducible from its run directory
+
+
+class ReportError(RuntimeError):
+    """A run directory the report cannot be written for; the message is one line."""
+
+
+# --- the run directory -----------------------------------------------------------------------
+
+
+class _RunStore:
+    """The run directory (local path or pyarrow URI) plus atomic byte writes for the report."""
+
+    def __init__(self, run_dir: str) -> None:
+        self.storage = Storage(run_dir)
+        self.root = self.storage.root
+
+    def path(self, rel: str) -> str:
+        return self.storage.uri(rel)
+
+    def write(self, rel: str, data: bytes) -> str:
+        """Write through a temporary sibling, so a reader never sees half a report or plot."""
+        st = self.storage
+        parent = rel.rpartition("/")[0]
+        if parent:
+            st.makedirs(parent)
+        tmp = st.temp_name(rel)
+        with st.fs.open_output_stream(f"{st.base}/{tmp}") as f:
+            f.write(data)
+        st.fs.move(f"{st.base}/{tmp}", f"{st.base}/{rel}")
+        return self.path(rel)
+
+
+def _load_manifest(store: _RunStore) -> dict[str, Any]:
+    st = store.storage
+    if not st.exists("manifest.json") or st.is_dir("manifest.json"):
+        raise ReportError(f"{store.root}: no manifest.json here; is this a run directory?")
+    try:
+        manifest = st.read_json("manifest.json")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ReportError(f"{store.path('manifest.json')}: not valid JSON ({e})") from None
+    if not isinstance(manifest, dict):
+        raise ReportError(f"{store.path('manifest.json')}: expected a JSON object")
+    return manifest
+
+
+@dataclass
+class IterationData:
+    """What the run directory holds for model k."""
+
+    k: int
+    adapter: str | None
+    phases: dict[str, dict[str, Any]]
+    train_pool: Summary | None = None  # model k on the training problems (iter_k/samples)
+    heldout: Summary | None = None  # model k on the held-out problems (iter_k/eval)
+    train_set: Summary | None = None  # the SFT set that trained adapter k (iter_k/train)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def label(self) -> str:
+        return "Base (Model 0)" if self.k == 0 else f"Model {self.k}"
+
+    @property
+    def short(self) -> str:
+        return "M0 (base)" if self.k == 0 else f"M{self.k}"
+
+    def phase(self, name: str) -> dict[str, Any]:
+        return self.phases.get(name) or {}
+
+    def metric(self, phase: str, key: str) -> Any:
+        return (self.phase(phase).get("metrics") or {}).get(key)
+
+
+@dataclass
+class RunData:
+    run_dir: str
+    manifest: dict[str, Any]
+    iterations: list[IterationData]
+
+    def config(self, dotted: str) -> Any:
+        """A config value from the manifest, None when absent (older or partial manifests)."""
+        node: Any = self.manifest.get("config") or {}
+        for part in dotted.split("."):
+            if not isinstance(node, dict) or part not in node:
+                return None
+            node = node[part]
+        return node
+
+    def problem_ids(self, split: str) -> list[str]:
+        return [str(p) for p in (self.manifest.get("problems") or {}).get(split) or []]
+
+    def has_eval(self) -> bool:
+        """Whether this run evaluates on held-out problems at all (an empty set disables it)."""
+        if self.problem_ids("eval"):
+            return True
+        configured = self.config("evaluation.problems")
+        return bool(configured.strip()) if isinstance(configured, str) else True
+
+    def ks(self) -> list[int]:
+        return sorted({1, *(int(k) for k in self.config("evaluation.ks") or [])})
+
+
+def phases_of(k: int, with_eval: bool = True) -> tuple[str, ...]:
+    """Iteration 0 samples (and evaluates) the base model; later ones train and redeploy first."""
+    first = ("samples",) if k == 0 else ("train", "redeploy", "samples")
+    return (*first, "eval") if with_eval else first
+
+
+def _read_phase(
+    store: _RunStore, it: IterationData, phase: str, ks: Sequence[int]
+) -> Summary | None:
+    """The phase's rows, summarised, when the manifest marks it done (else maybe half written)."""
+    if it.phase(phase).get("status") != "done":
+        return None
+    folder = f"iter_{it.k}/{phase}"
+    rows = read_rows(store.path(folder), columns=SUMMARY_COLUMNS)
+    if rows.num_rows == 0 and phase != "train":
+        it.missing.append(f"{phase}: done but {folder}/ holds no rows")
+    return summarize(rows, ks=ks)
+
+
+def _note_missing(it: IterationData, with_eval: bool) -> None:
+    for phase in phases_of(it.k, with_eval):
+        status = it.phase(phase).get("status")
+        if status != "done":
+            it.missing.append(f"{phase}: {status or 'not started'}")
+    skipped = it.metric("train", "skipped")
+    if skipped:  # the loop reuses model k-1 when there was nothing verified to train on
+        it.missing.append(f"train: skipped ({skipped}), so model {it.k} is model {it.k - 1}")
+
+
+def collect(run_dir: str) -> RunData:
+    """Everything the report shows, read from the run directory (raises ReportError)."""
+    store = _RunStore(run_dir)
+    manifest = _load_manifest(store)
+    run = RunData(store.root, manifest, [])
+    raw = manifest.get("iterations") or {}
+    for key in sorted((k for k in raw if str(k).isdigit()), key=int):
+        entry = raw[key] or {}
+        it = IterationData(int(key), entry.get("adapter"), dict(entry.get("phases") or {}))
+        _note_missing(it, run.has_eval())
+        it.train_pool = _read_phase(store, it, "samples", ks=[1])
+        it.heldout = _read_phase(store, it, "eval", ks=run.ks())
+        if it.k > 0:
+            it.train_set = _read_phase(store, it, "train", ks=[1])
+        run.iterations.append(it)
+    return run
+
+
+# --- formatting helpers ----------------------------------------------------------------------
+
+
+def fmt_seconds(s: float | None) -> str:
+    if s is None or (isinstance(s, float) and math.isnan(s)):
+        return "—"
+    if s < 1:
+        return f"{s * 1000:.0f} ms"  # adapter swaps take tens of milliseconds
+    if s < 60:
+        return f"{s:.1f} s"
+    if s < 3600:
+        return f"{int(s // 60)} min {int(s % 60):02d} s"
+    return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
+
+
+def _num(x: Any, fmt: str = "{:,.0f}") -> str:
+    return fmt.format(x) if isinstance(x, int | float) and not isinstance(x, bool) else "—"
+
+
+def bar(c: int, n: int, width: int = BAR_WIDTH) -> str:
+    """axiom-rl's `████░░░░`: filled share of passes; never empty unless 0, never full unless n/n."""
+    if n <= 0:
+        return "·" * width
+    filled = round(c / n * width)
+    filled = max(filled, 1) if c > 0 else 0
+    filled = min(filled, width - 1) if c < n else width
+    return "█" * filled + "░" * (width - filled)
+
+
+def _ci_text(ci: tuple[float, float]) -> str:
+    return "n/a" if math.isnan(ci[0]) else f"[{fmt_pct(ci[0])}, {fmt_pct(ci[1])}]"
+
+
+# --- report blocks, rendered to both Markdown and HTML ---------------------------------------
+
+
+@dataclass(frozen=True)
+class Heading:
+    level: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Para:
+    text: str
+
+
+@dataclass(frozen=True)
+class Table:
+    header: Sequence[str]
+    rows: Sequence[Sequence[str]]
+
+
+@dataclass(frozen=True)
+class Pre:
+    text: str
+
+
+@dataclass(frozen=True)
+class Image:
+    name: str  # plots/<name>.png
+    alt: str
+
+
+Block = Heading | Para | Table | Pre | Image
+
+
+def _summary_row(label: str, s: Summary) -> list[str]:
+    return [
+        label,
+        f"{fmt_pct(s.solve_rate)} ({s.solved}/{s.problems})",
+        f"{fmt_pct(s.sample_pass_rate)} ({s.first_passed}/{s.first_samples})",
+        str(s.failed),
+        str(s.unique_solutions),
+        str(s.duplicates),
+        ", ".join(f"{k} {v}" for k, v in s.status.items()) or "—",
+    ]
+
+
+SUMMARY_HEADER = [
+    "Model",
+    "Solve rate",
+    "Per-sample pass rate",
+    "Failed samples",
+    "Unique solutions",
+    "Duplicates filtered",
+    "Statuses",
+]
+
+
+def _pool(it: IterationData, pool: str) -> Summary | None:
+    return it.train_pool if pool == "train" else it.heldout
+
+
+Scored = tuple[IterationData, Summary]  # a model and its figures on one pool
+
+
+def _have(run: RunData, pool: str) -> list[Scored]:
+    """The models with finished rows on `pool` ("train" or "eval"), in iteration order."""
+    return [(it, s) for it in run.iterations if (s := _pool(it, pool)) is not None and s.samples]
+
+
+def _base(run: RunData, pool: str) -> Summary | None:
+    s = _pool(run.iterations[0], pool) if run.iterations else None
+    return s if s is not None and s.samples else None
+
+
+POOL_TITLES = {"train": "Training pool", "eval": "Held-out problems"}
+POOL_WHAT = {
+    "train": "model k sampling the training problems (`iter_k/samples`); iteration k+1 trains on these",
+    "eval": "model k on problems never trained on (`iter_k/eval`)",
+}
+
+
+def _status_blocks(run: RunData) -> list[Block]:
+    if not run.iterations:
+        return [Heading(2, "Status"), Para("No iteration has started yet: nothing to report.")]
+    done = [it for it in run.iterations if not it.missing]
+    planned = run.config("iterations")
+    lines = [
+        f"- Iterations complete: {', '.join(str(it.k) for it in done) or 'none'} "
+        f"(planned: 0, the base, to {planned if planned is not None else '?'})."
+    ]
+    lines += [
+        f"- Iteration {it.k}: " + "; ".join(it.missing) for it in run.iterations if it.missing
+    ]
+    if not run.has_eval():
+        lines.append("- No held-out problems in this run: evaluation is disabled.")
+    return [Heading(2, "Status"), Para("\n".join(lines))]
+
+
+def _config_blocks(run: RunData) -> list[Block]:
+    def c(dotted: str) -> Any:
+        value = run.config(dotted)
+        return "—" if value is None else value
+
+    n_train, n_eval = len(run.problem_ids("train")), len(run.problem_ids("eval"))
+    rows = [
+        ("Model", f"{run.manifest.get('model') or c('model') or '—'} (`{c('model')}`)"),
+        ("Engine", str(c("generation.engine"))),
+        ("Training problems", f"{c('problems')} ({n_train} problems)"),
+        ("Held-out problems", f"{c('evaluation.problems') or '—'} ({n_eval} problems)"),
+        (
+            "Samples per problem (Best-of-N)",
+            f"{c('generation.samples')}, max attempts {c('generation.max_attempts')}",
+        ),
+        (
+            "Sampling",
+            f"temperature {c('generation.temperature')}, top_p {c('generation.top_p')}, "
+            f"max tokens {c('generation.max_tokens')}",
+        ),
+        (
+            "Evaluation",
+            f"{c('evaluation.samples')} samples at temperature "
+            f"{c('evaluation.temperature')}, pass@k for k in {c('evaluation.ks')}",
+        ),
+        ("Seed", str(c("seed"))),
+        ("Iterations", f"{c('iterations')} planned after the base; {len(run.iterations)} recorded"),
+        (
+            "LoRA SFT",
+            f"r {c('training.lora_r')}, alpha {c('training.lora_alpha')}, "
+            f"epochs {c('training.epochs')}, lr {c('training.lr')}, "
+            f"batch {c('training.batch_size')} x accum {c('training.grad_accum')}",
+        ),
+        (
+            "Training data",
+            f"max {c('data.max_per_problem')} per problem, dedupe {c('data.dedupe')}, "
+            f"accumulate {c('data.accumulate')}",
+        ),
+        (
+            "Run",
+            f"`{run.manifest.get('run_id', '—')}` created {run.manifest.get('created_at', '—')}",
+        ),
+    ]
+    blocks: list[Block] = [Heading(2, "Configuration"), Table(["Setting", "Value"], rows)]
+    argv = run.manifest.get("argv")
+    if argv:
+        args = [str(a) for a in argv]
+        cmd = shlex.join((["python"] if args[0].endswith(".py") else []) + args)
+        blocks.append(Para(f"Reproduce with: `{cmd}`"))
+    else:
+        blocks.append(Para("The manifest records no command line to reproduce this run."))
+    return blocks
+
+
+def _pass_rate_bars(scored: list[Scored]) -> Pre:
+    """axiom-rl's PER-SAMPLE PASS RATE box, one 40-cell bar per model."""
+    width = max(len(it.label) for it, _ in scored)
+    lines = []
+    for it, s in scored:
+        filled = round(s.sample_pass_rate * 40)
+        lines.append(
+            f"{it.label.ljust(width)}  {'█' * filled}{'░' * (40 - filled)}  "
+            f"{fmt_pct(s.sample_pass_rate)} ({s.first_passed}/{s.first_samples})"
+        )
+    return Pre("\n".join(lines))
+
+
+def _results_blocks(run: RunData) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Results per iteration")]
+    for pool in ("train", "eval"):
+        scored = _have(run, pool)
+        blocks += [Heading(3, POOL_TITLES[pool]), Para(f"Rows: {POOL_WHAT[pool]}.")]
+        if not scored:
+            blocks.append(Para("No finished sample rows yet."))
+            continue
+        rows = [_summary_row(it.label, s) for it, s in scored]
+        blocks += [
+            Table(SUMMARY_HEADER, rows),
+            Para("Per-sample pass rate (attempt 0):"),
+            _pass_rate_bars(scored),
+        ]
+    return blocks
+
+
+def _comparison_blocks(run: RunData) -> list[Block]:
+    blocks: list[Block] = []
+    for it in run.iterations[1:]:
+        parts: list[Block] = []
+        for pool in ("train", "eval"):
+            base, other = _base(run, pool), _pool(it, pool)
+            if base is not None and other is not None and other.samples:
+                header = ["Metric", run.iterations[0].label, it.label, "Change"]
+                parts += [
+                    Heading(3, POOL_TITLES[pool]),
+                    Table(header, comparison_rows(base, other)),
+                ]
+        if parts:
+            blocks += [Heading(2, f"Base vs Model {it.k}"), *parts]
+    return blocks
+
+
+def _problem_order(run: RunData, pool: str, scored: list[Scored]) -> list[str]:
+    """The manifest's order, then any problem only the rows know (e.g. an older pool)."""
+    known = {p for _, s in scored for p in s.per_problem}
+    order = [p for p in run.problem_ids(pool) if p in known]
+    return order + sorted(known - set(order))
+
+
+def _cell(counts: tuple[int, int] | None, base: tuple[int, int] | None, mark: bool) -> str:
+    if counts is None or counts[1] == 0:
+        return "—"
+    c, n = counts
+    arrow = ""
+    if mark and base is not None and base[1]:
+        delta = c / n - base[0] / base[1]
+        arrow = "⬆" if delta > 1e-9 else "⬇" if delta < -1e-9 else ""
+    return f"{f'{c}/{n}':>5} {bar(c, n)} {arrow}".rstrip()
+
+
+def per_problem_text(run: RunData, pool: str) -> str | None:
+    """axiom-rl's per-problem breakdown: passes out of N per problem, base vs each iteration."""
+    scored = _have(run, pool)
+    if not scored:
+        return None
+    base = _base(run, pool)
+    grid = [["Problem", *(it.label for it, _ in scored)]]
+    for pid in _problem_order(run, pool, scored):
+        b = base.per_problem.get(pid) if base else None
+        grid.append([pid, *(_cell(s.per_problem.get(pid), b, it.k > 0) for it, s in scored)])
+    grid.append(["TOTAL", *(_total(s, base if it.k > 0 else None) for it, s in scored)])
+    # Column widths from every cell (totals are the widest), two spaces between columns.
+    widths = [max(len(row[j]) for row in grid) + 2 for j in range(len(grid[0]))]
+    lines = ["".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in grid]
+    rule = "─" * (sum(widths) - 2)
+    return "\n".join([lines[0], rule, *lines[1:-1], rule, lines[-1]])
+
+
+def _total(s: Summary, base: Summary | None) -> str:
+    text = f"{s.first_passed}/{s.first_samples} ({s.sample_pass_rate * 100:.0f}%)"
+    if base is not None and base.sample_pass_rate > 0:
+        text += f" {(s.sample_pass_rate / base.sample_pass_rate - 1) * 100:+.0f}%"
+    return text
+
+
+def _breakdown_blocks(run: RunData) -> list[Block]:
+    blocks: list[Block] = [
+        Heading(2, "Per-problem breakdown"),
+        Para("Passes out of N first-round samples per problem; ⬆/⬇ against the base."),
+    ]
+    for pool in ("train", "eval"):
+        text = per_problem_text(run, pool)
+        blocks += [
+            Heading(3, POOL_TITLES[pool]),
+            Pre(text) if text else Para("No finished sample rows yet."),
+        ]
+    return blocks
+
+
+def _passk_blocks(run: RunData) -> list[Block]:
+    scored = _have(run, "eval")
+    blocks: list[Block] = [Heading(2, "Held-out pass@k")]
+    if not scored:
+        return [*blocks, Para("No finished held-out evaluation yet.")]
+    ks = run.ks()
+    header = ["Model", "Problems", "pass@1", "95% CI (bootstrap over problems)"]
+    header += [f"pass@{k}" for k in ks if k > 1]
+    rows = []
+    for it, s in scored:
+        row = [
+            it.label,
+            str(s.problems),
+            fmt_pct(s.pass_at_k.get(1, math.nan)),
+            _ci_text(s.pass_at_k_ci(1, seed=BOOT_SEED)),
+        ]
+        row += [fmt_pct(s.pass_at_k[k]) if k in s.pass_at_k else "n/a" for k in ks if k > 1]
+        rows.append(row)
+    temperature = run.config("evaluation.temperature")
+    at = f" at temperature {temperature}" if temperature is not None else ""
+    note = (
+        f"Unbiased estimator (Chen et al. 2021) over first-round samples{at}; interval: 1000 bootstrap resamples of the "
+        f"problems, seed {BOOT_SEED}."
+    )
+    return [*blocks, Table(header, rows), Para(note)]
+
+
+def _phase_cell(it: IterationData, phase: str) -> str:
+    entry = it.phase(phase)
+    if phase not in phases_of(it.k) and not entry:
+        return ""  # iteration 0 has no train or redeploy phase
+    if entry.get("status") == "done":
+        return fmt_seconds(entry.get("seconds"))
+    return entry.get("status") or "not started"
+
+
+def _timing_blocks(run: RunData) -> list[Block]:
+    blocks: list[Block] = [Heading(2, "Phase timings")]
+    if not run.iterations:
+        return [*blocks, Para("No phase has run yet.")]
+    shown = [p for p in PHASES if p != "eval" or run.has_eval()]
+    header = ["Iteration", *shown, "Total (done phases)", "Generated tokens/s", "Tokens generated"]
+    rows = []
+    for it in run.iterations:
+        total = sum(
+            float(it.phase(p).get("seconds") or 0)
+            for p in phases_of(it.k, run.has_eval())
+            if it.phase(p).get("status") == "done"
+        )
+        rows.append(
+            [
+                str(it.k),
+                *(_phase_cell(it, p) for p in PHASES if p in shown),
+                fmt_seconds(total),
+                _num(it.metric("samples", "tokens_per_s"), "{:,.1f}"),
+                _num(it.metric("samples", "tokens")),
+            ]
+        )
+    blocks.append(Table(header, rows))
+    blocks += _training_blocks(run)
+    return blocks
+
+
+def _training_blocks(run: RunData) -> list[Block]:
+    trained = [it for it in run.iterations if it.k > 0]
+    if not trained:
+        return []
+    header = [
+        "Adapter",
+        "Examples (rows)",
+        "Problems covered",
+        "Steps",
+        "Final loss",
+        "Train tokens/s",
+        "Redeploy",
+    ]
+    rows = []
+    for it in trained:
+        ts = it.train_set
+        rows.append(
+            [
+                f"{it.k} (`{it.adapter or '—'}`)",
+                _num(it.metric("train", "examples")) + (f" ({ts.samples})" if ts else ""),
+                str(ts.problems) if ts else "—",
+                _num(it.metric("train", "steps")),
+                _num(it.metric("train", "final_loss"), "{:.4f}"),
+                _num(
+                    it.metric("train", "tokens_per_s") or it.metric("train", "tokens_per_second"),
+                    "{:,.0f}",
+                ),
+                fmt_seconds(
+                    it.metric("redeploy", "seconds") or it.phase("redeploy").get("seconds")
+                ),
+            ]
+        )
+    return [Heading(3, "Training"), Table(header, rows)]
+
+
+def _plot_blocks(plots: Mapping[str, bytes]) -> list[Block]:
+    captions = {
+        "pass_rates": "Per-sample pass rate and solve rate per iteration (held-out: pass@1 with 95% CI)",
+        "heatmap_train": "Per-problem passes/N across models: training pool",
+        "heatmap_eval": "Per-problem passes/N across models: held-out problems",
+        "phase_times": "Phase wall times per iteration",
+        "tokens_per_s": "Generated tokens per second per iteration",
+    }
+    blocks: list[Block] = [Heading(2, "Plots")]
+    if not plots:
+        return [*blocks, Para("Nothing to plot yet.")]
+    return blocks + [Image(name, captions.get(name, name)) for name in plots]
+
+
+def build_blocks(run: RunData, plots: Mapping[str, bytes]) -> list[Block]:
+    m = run.manifest
+    title = f"axiom-ray report: {m.get('experiment') or m.get('run_id') or 'run'}"
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    intro = (
+        f"Model `{m.get('model') or run.config('model') or '?'}`, run `{m.get('run_id', '?')}` "
+        f"in `{run.run_dir}`. Model 0 is the base model; model k is the base plus adapter k, "
+        f"trained on verified samples of earlier iterations. Generated {generated}."
+    )
+    return [
+        Heading(1, title),
+        Para(intro),
+        *_status_blocks(run),
+        *_results_blocks(run),
+        *_comparison_blocks(run),
+        *_breakdown_blocks(run),
+        *_passk_blocks(run),
+        *_timing_blocks(run),
+        *_plot_blocks(plots),
+        *_config_blocks(run),
+    ]
+
+
+# --- renderers -------------------------------------------------------------------------------
+
+
+def render_markdown(blocks: Sequence[Block]) -> str:
+    out = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            out.append(f"{'#' * b.level} {b.text}")
+        elif isinstance(b, Para):
+            out.append(b.text)
+        elif isinstance(b, Table):
+            out.append(markdown_table(b.header, b.rows))
+        elif isinstance(b, Pre):
+            out.append(f"```text\n{b.text}\n```")
+        else:
+            out.append(f"![{b.alt}](plots/{b.name}.png)")
+    return "\n\n".join(out) + "\n"
+
+
+_CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;max-width:1100px;margin:2em auto;
+padding:0 1em;color:#222;line-height:1.45}
+h1{border-bottom:2px solid #444}h2{border-bottom:1px solid #ccc;margin-top:1.8em}
+table{border-collapse:collapse;margin:.8em 0}th,td{border:1px solid #ccc;padding:.3em .6em;
+text-align:left;vertical-align:top}th{background:#f2f2f2}tr:nth-child(even) td{background:#fafafa}
+pre{background:#f6f8fa;padding:.8em;overflow-x:auto;font-size:13px;line-height:1.25}
+code{background:#f0f0f0;padding:0 .2em}figure{margin:1em 0}img{max-width:100%;border:1px solid #ddd}
+figcaption{color:#555;font-size:.9em}
+"""
+
+
+def _inline_html(text: str) -> str:
+    """The two Markdown inlines the report uses: **bold** and `code`."""
+    s = html.escape(text)
+    s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
+    return re.sub(r"`([^`]+)`", r"<code>\1</code>", s)
+
+
+def _para_html(text: str) -> str:
+    lines = text.split("\n")
+    if all(line.startswith("- ") for line in lines):
+        return "<ul>" + "".join(f"<li>{_inline_html(line[2:])}</li>" for line in lines) + "</ul>"
+    return f"<p>{_inline_html(text)}</p>"
+
+
+def _table_html(t: Table) -> str:
+    head = "".join(f"<th>{_inline_html(h)}</th>" for h in t.header)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{_inline_html(str(c))}</td>" for c in row) + "</tr>"
+        for row in t.rows
+    )
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render_html(blocks: Sequence[Block], plots: Mapping[str, bytes]) -> str:
+    """One self-contained page: CSS inline, every plot a base64 data URI."""
+    title = next((b.text for b in blocks if isinstance(b, Heading)), "axiom-ray report")
+    parts = []
+    for b in blocks:
+        if isinstance(b, Heading):
+            parts.append(f"<h{b.level}>{_inline_html(b.text)}</h{b.level}>")
+        elif isinstance(b, Para):
+            parts.append(_para_html(b.text))
+        elif isinstance(b, Table):
+            parts.append(_table_html(b))
+        elif isinstance(b, Pre):
+            parts.append(f"<pre>{html.escape(b.text)}</pre>")
+        else:
+            data = base64.b64encode(plots[b.name]).decode("ascii")
+            parts.append(
+                f'<figure><img alt="{html.escape(b.alt)}" src="data:image/png;base64,{data}">'
+                f"<figcaption>{html.escape(b.alt)}</figcaption></figure>"
+            )
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{_CSS}</style></head>\n<body>\n"
+        + "\n".join(parts)
+        + "\n</body></html>\n"
+    )
+
+
+# --- plots (matplotlib's object API: no pyplot, no global backend switch) -----------------------
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def _rate_axis(ax: Any, run: RunData, pool: str) -> None:
+    scored = _have(run, pool)
+    ax.set_title(POOL_TITLES[pool])
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("rate")
+    ax.grid(alpha=0.3)
+    if not scored:
+        ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes)
+        return
+    xs = [it.k for it, _ in scored]
+    sums = [s for _, s in scored]
+    if pool == "eval":
+        p1 = [s.pass_at_k.get(1, math.nan) for s in sums]
+        cis = [s.pass_at_k_ci(1, seed=BOOT_SEED) for s in sums]
+        err = [
+            [max(p - lo, 0) for p, (lo, _) in zip(p1, cis, strict=True)],
+            [max(hi - p, 0) for p, (_, hi) in zip(p1, cis, strict=True)],
+        ]
+        ax.errorbar(xs, p1, yerr=err, marker="o", capsize=4, label="pass@1 (95% CI)")
+    else:
+        ax.plot(xs, [s.sample_pass_rate for s in sums], marker="o", label="per-sample pass rate")
+    ax.plot(xs, [s.solve_rate for s in sums], marker="s", linestyle="--", label="solve rate")
+    ax.set_xticks(xs, [it.short for it, _ in scored])
+    ax.margins(x=0.15)
+    ax.legend(loc="lower right")
+
+
+def plot_pass_rates(run: RunData) -> bytes:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
+    for ax, pool in zip(axes, ("train", "eval"), strict=True):
+        _rate_axis(ax, run, pool)
+    return _png(fig)
+
+
+def plot_heatmap(run: RunData, pool: str) -> bytes | None:
+    """Rows problems, columns models, colour passes/N; grey where a model has no rows."""
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    scored = _have(run, pool)
+    if not scored:
+        return None
+    ids = _problem_order(run, pool, scored)
+    grid = np.array([[_rate(s.per_problem.get(pid)) for _, s in scored] for pid in ids])
+    many = len(ids) > HEATMAP_LABELS
+    if many:  # thin rows read as noise; sorted by the base's rate, gains and losses show as bands
+        filled = np.nan_to_num(grid, nan=-1.0)  # no rows sorts last
+        order = np.lexsort((-filled.mean(axis=1), -filled[:, 0]))
+        grid, ids = grid[order], [ids[i] for i in order]
+    fig = Figure(figsize=(2.5 + 1.1 * len(scored), min(1.5 + 0.28 * len(ids), 20)))
+    ax = fig.subplots()
+    image = ax.imshow(
+        np.ma.masked_invalid(grid),
+        aspect="auto",
+        cmap="RdYlGn",
+        vmin=0,
+        vmax=1,
+        interpolation="nearest",
+    )
+    ax.set_facecolor("#dddddd")
+    ax.set_xticks(range(len(scored)), [it.short for it, _ in scored])
+    if many:
+        ax.set_yticks([])
+        ax.set_ylabel(f"{len(ids)} problems, sorted by the base model's pass rate")
+    else:
+        ax.set_yticks(range(len(ids)), ids, fontsize=8)
+    if len(ids) <= 40:
+        _annotate(ax, scored, ids)
+    ax.set_title(f"{POOL_TITLES[pool]}: passes / N")
+    fig.colorbar(image, ax=ax, fraction=0.05)
+    return _png(fig)
+
+
+def _rate(counts: tuple[int, int] | None) -> float:
+    return counts[0] / counts[1] if counts and counts[1] else math.nan
+
+
+def _annotate(ax: Any, scored: list[Scored], ids: list[str]) -> None:
+    for j, (_, s) in enumerate(scored):
+        for i, pid in enumerate(ids):
+            if pid in s.per_problem:
+                c, n = s.per_problem[pid]
+                ax.text(j, i, f"{c}/{n}", ha="center", va="center", fontsize=7)
+
+
+def plot_phase_times(run: RunData) -> bytes | None:
+    """Stacked bars of the done phases' wall times, one bar per iteration."""
+    from matplotlib.figure import Figure
+
+    secs = {
+        p: [
+            float(it.phase(p).get("seconds") or 0) if it.phase(p).get("status") == "done" else 0.0
+            for it in run.iterations
+        ]
+        for p in PHASES
+    }
+    if not any(v for vals in secs.values() for v in vals):
+        return None
+    fig = Figure(figsize=(max(5, 1.2 * len(run.iterations) + 3), 4))
+    ax = fig.subplots()
+    xs = [it.k for it in run.iterations]
+    bottom = [0.0] * len(xs)
+    for p in PHASES:
+        if any(secs[p]):
+            ax.bar(xs, secs[p], bottom=bottom, label=p)
+            bottom = [b + v for b, v in zip(bottom, secs[p], strict=True)]
+    ax.set_xticks(xs, [it.short for it in run.iterations])
+    ax.set_ylabel("seconds")
+    ax.set_title("Phase wall time per iteration (done phases)")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def plot_tokens_per_s(run: RunData) -> bytes | None:
+    """Generation throughput per iteration: the training-pool sampling, and evaluation if timed."""
+    from matplotlib.figure import Figure
+
+    series = {
+        "samples": [it.metric("samples", "tokens_per_s") for it in run.iterations],
+        "eval": [it.metric("eval", "tokens_per_s") for it in run.iterations],
+    }
+    series = {
+        k: [float(v) if isinstance(v, int | float) else 0.0 for v in vals]
+        for k, vals in series.items()
+        if any(isinstance(v, int | float) for v in vals)
+    }
+    if not series:
+        return None
+    fig = Figure(figsize=(max(5, 1.2 * len(run.iterations) + 3), 4))
+    ax = fig.subplots()
+    width = 0.8 / len(series)
+    xs = [it.k for it in run.iterations]
+    for i, (name, vals) in enumerate(series.items()):
+        ax.bar([x + (i - (len(series) - 1) / 2) * width for x in xs], vals, width=width, label=name)
+    ax.set_xticks(xs, [it.short for it in run.iterations])
+    ax.set_ylabel("generated tokens / s")
+    ax.set_title("Generation throughput per iteration")
+    ax.legend()
+    ax.grid(axis="y", alpha=0.3)
+    return _png(fig)
+
+
+def make_plots(run: RunData) -> dict[str, bytes]:
+    """PNG bytes by plot name; plots with nothing to show are left out."""
+    plots: dict[str, bytes | None] = {
+        "pass_rates": plot_pass_rates(run) if run.iterations else None,
+        "heatmap_train": plot_heatmap(run, "train"),
+        "heatmap_eval": plot_heatmap(run, "eval"),
+        "phase_times": plot_phase_times(run),
+        "tokens_per_s": plot_tokens_per_s(run),
+    }
+    return {name: png for name, png in plots.items() if png is not None}
+
+
+# --- entry point -----------------------------------------------------------------------------
+
+
+def write_report(run_dir: str) -> dict[str, str]:
+    """Write RUN/report.md, RUN/report.html and RUN/plots/*.png (local path or pyarrow URI).
+
+    Returns {"md": path, "html": path, <plot name>: path} in the run directory's own form.
+
+    Raises ReportError (one line) when run_dir has no readable manifest.json.
+    """
+    store = _RunStore(run_dir)
+    run = collect(run_dir)
+    plots = make_plots(run)
+    blocks = build_blocks(run, plots)
+    paths = {
+        "md": store.write("report.md", render_markdown(blocks).encode("utf-8")),
+        "html": store.write("report.html", render_html(blocks, plots).encode("utf-8")),
+    }
+    paths |= {name: store.write(f"plots/{name}.png", png) for name, png in plots.items()}
+    return paths

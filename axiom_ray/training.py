@@ -1,0 +1,627 @@
+"""LoRA SFT on Ray Train: verified samples (Parquet, DESIGN.md contract 4) -> a peft adapter.
+
+The driver reads and tokenises the training set once (so an empty or unusable set fails before
+any cluster resources are taken), puts the examples in the object store and runs a
+`TorchTrainer`; every worker takes its own deterministic shard, trains a peft LoRA adapter on the
+completion tokens only, reports loss and tokens/s each optimizer step and checkpoints the adapter
+(plus optimizer and progress) at the end of each epoch under `storage_path/run_name/`. A killed
+worker (FailureConfig) or a re-run with the same `storage_path` and `run_name` resumes from the
+latest checkpoint. The final adapter is copied to `adapter_dir`, loadable by peft and by vLLM's
+`LoRARequest`.
+
+torch, transformers, peft and Ray are imported inside the functions that need them, so the pure
+helpers and this module import fast.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import sys
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from axiom_ray.config import TrainingConfig
+
+if TYPE_CHECKING:
+    import pyarrow.fs
+    import torch
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100  # label value that torch's cross-entropy skips: prompt and padding tokens
+ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors")
+STATE_FILE = "train_state.json"
+OPTIMIZER_FILE = "optimizer.pt"
+MAX_GRAD_NORM = 1.0
+LOG_EVERY_S = 5.0  # at most one progress line per this many seconds (plus the first and last)
+# vLLM serves LoRA on the decoder's linear layers only; never target the output head or embeddings.
+EXCLUDED_MODULES = frozenset({"lm_head", "embed_tokens", "embed_out", "wte", "wpe", "output"})
+
+
+class EmptyTrainingSet(ValueError):
+    """No usable training example: the caller keeps the previous model and skips training."""
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    adapter_dir: str
+    examples: int  # examples trained on (after drops)
+    dropped: int  # rows whose completion did not fit max_seq_len
+    steps: int  # optimizer steps (this fit plus any resumed ones)
+    tokens: int  # non-padding tokens through forward+backward, all workers
+    train_seconds: float  # optimizer steps only, inside the loop (rank 0)
+    fit_seconds: float  # wall time of TorchTrainer.fit
+    final_loss: float
+    losses: list[float] = field(default_factory=list)  # per optimizer step, mean per token
+    tokens_per_second: float = 0.0
+    setup_seconds: float = 0.0  # inside the loop: model load, peft, resume (rank 0)
+    checkpoint_seconds: float = 0.0  # inside the loop: saving + reporting checkpoints (rank 0)
+    resumed_from_epoch: int = 0  # epochs already done by an earlier attempt (0: fresh start)
+    use_gpu: bool = False
+
+    @property
+    def overhead_seconds(self) -> float:
+        """What fit cost beyond the optimizer steps: actors, process group, model load, saves."""
+        return self.fit_seconds - self.train_seconds
+
+
+# --- pure: tokenisation, batching, sharding ----------------------------------------------------
+
+
+def tokenize_example(
+    tokenizer: Any, prompt: str, completion: str, max_seq_len: int
+) -> dict[str, list[int]] | None:
+    """Token ids for one (prompt, completion) pair, with the loss on the completion only.
+
+    The two parts are tokenised separately and concatenated: tokenising them jointly can merge
+    tokens across the boundary, which would blur the mask and differ from what the model saw at
+    generation time (the prompt alone, then its own tokens). The prompt is already rendered
+    through the chat template, so no special tokens are added; EOS closes the completion so the
+    model learns to stop. When the pair is too long, the prompt loses tokens from the left (its
+    end, next to the reply, is the part that matters); when the completion alone does not leave
+    room for one prompt token, the example is dropped (None).
+    """
+    prompt_ids = tokenizer.encode(prompt, add_special_tokens=False)
+    completion_ids = tokenizer.encode(completion, add_special_tokens=False)
+    if tokenizer.eos_token_id is not None:
+        completion_ids = [*completion_ids, tokenizer.eos_token_id]
+    room = max_seq_len - len(completion_ids)
+    if room < 1 or not prompt_ids:
+        return None
+    prompt_ids = prompt_ids[-room:]
+    return {
+        "input_ids": prompt_ids + completion_ids,
+        "labels": [IGNORE_INDEX] * len(prompt_ids) + completion_ids,
+        "attention_mask": [1] * (len(prompt_ids) + len(completion_ids)),
+    }
+
+
+def tokenize_rows(
+    tokenizer: Any, rows: Iterable[tuple[str, str]], max_seq_len: int
+) -> tuple[list[dict[str, list[int]]], int]:
+    """Tokenise (prompt, completion) rows; returns (examples, number dropped)."""
+    examples, dropped = [], 0
+    for prompt, completion in rows:
+        ex = tokenize_example(tokenizer, prompt, completion, max_seq_len)
+        if ex is None:
+            dropped += 1
+        else:
+            examples.append(ex)
+    return examples, dropped
+
+
+def collate(batch: Sequence[dict[str, list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
+    """Right-pad a list of examples into tensors (padding: pad_id, label -100, mask 0)."""
+    import torch
+
+    width = max(len(ex["input_ids"]) for ex in batch)
+
+    def pad(key: str, value: int) -> torch.Tensor:
+        return torch.tensor([ex[key] + [value] * (width - len(ex[key])) for ex in batch])
+
+    return {
+        "input_ids": pad("input_ids", pad_id),
+        "labels": pad("labels", IGNORE_INDEX),
+        "attention_mask": pad("attention_mask", 0),
+    }
+
+
+def shard_indices(num_examples: int, *, epoch: int, seed: int, rank: int, world: int) -> list[int]:
+    """This worker's example indices for one epoch: a seeded shuffle, dealt round-robin.
+
+    Every worker gets the same count (the shortest shards wrap around to the start of the
+    shuffle): `ray.train.report` is a barrier and DDP all-reduces every backward, so unequal
+    step counts would hang the run.
+    """
+    order = list(range(num_examples))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    per_worker = math.ceil(num_examples / world)
+    padded = [order[i % num_examples] for i in range(per_worker * world)]
+    return padded[rank::world]
+
+
+def plan_windows(indices: Sequence[int], batch_size: int, grad_accum: int) -> list[list[list[int]]]:
+    """Group indices into optimizer steps: each step is up to grad_accum micro-batches."""
+    batches = [list(indices[i : i + batch_size]) for i in range(0, len(indices), batch_size)]
+    return [batches[i : i + grad_accum] for i in range(0, len(batches), grad_accum)]
+
+
+def steps_per_epoch(num_examples: int, cfg: TrainingConfig, world: int) -> int:
+    per_worker = math.ceil(num_examples / world)
+    return math.ceil(math.ceil(per_worker / cfg.batch_size) / cfg.grad_accum)
+
+
+def linear_lr(base_lr: float, step: int, total_steps: int) -> float:
+    """Linear decay to zero over the run (the transformers Trainer default), from the step
+    number alone so that a resumed run follows the same schedule without scheduler state."""
+    return base_lr * max(0.0, 1.0 - step / max(1, total_steps))
+
+
+# --- reading the training set and moving files -------------------------------------------------
+
+
+def _fs_and_path(uri: str) -> tuple[pyarrow.fs.FileSystem, str]:
+    """A pyarrow filesystem and path for a local path or any pyarrow URI (s3://, gs://, ...)."""
+    import pyarrow.fs
+
+    if "://" in uri:
+        return pyarrow.fs.FileSystem.from_uri(uri)
+    return pyarrow.fs.LocalFileSystem(), os.path.abspath(uri)
+
+
+def read_training_rows(train_path: str) -> list[tuple[str, str]]:
+    """(prompt, completion) rows from one Parquet file or a folder of `*.parquet` (not
+    recursive, so files of other phases living below it are never read)."""
+    import pyarrow.fs
+    import pyarrow.parquet as pq
+
+    fs, path = _fs_and_path(train_path)
+    info = fs.get_file_info(path)
+    if info.type == pyarrow.fs.FileType.NotFound:
+        raise EmptyTrainingSet(f"training set {train_path}: no such file or folder")
+    if info.type == pyarrow.fs.FileType.Directory:
+        listing = fs.get_file_info(pyarrow.fs.FileSelector(path))
+        files = sorted(f.path for f in listing if f.is_file and f.base_name.endswith(".parquet"))
+    else:
+        files = [path]
+    rows: list[tuple[str, str]] = []
+    for f in files:
+        table = pq.read_table(f, columns=["prompt", "completion"], filesystem=fs)
+        rows.extend(zip(table["prompt"].to_pylist(), table["completion"].to_pylist(), strict=True))
+    return [(p, c) for p, c in rows if p is not None and c is not None]
+
+
+def copy_adapter(src: str, dest: str, src_fs: pyarrow.fs.FileSystem | None = None) -> None:
+    """Copy the adapter files (not optimizer or progress state) from a folder to a path/URI."""
+    import pyarrow.fs
+
+    if src_fs is None:
+        src_fs, src = _fs_and_path(src)
+    dest_fs, dest_path = _fs_and_path(dest)
+    dest_fs.create_dir(dest_path, recursive=True)
+    for name in ADAPTER_FILES:
+        pyarrow.fs.copy_files(
+            f"{src}/{name}",
+            f"{dest_path}/{name}",
+            source_filesystem=src_fs,
+            destination_filesystem=dest_fs,
+        )
+
+
+def _localize(uri: str, into: str) -> str:
+    """A local folder holding the adapter at `uri` (downloaded when it is a remote URI)."""
+    if "://" not in uri:
+        return uri
+    copy_adapter(uri, into)
+    return into
+
+
+# --- model ------------------------------------------------------------------------------------
+
+
+def lora_target_modules(model: Any, spec: str) -> list[str]:
+    """The module names LoRA targets, as an explicit list vLLM understands.
+
+    "all-linear" expands to the names of the decoder's nn.Linear layers (on Llama/SmolLM2:
+    q/k/v/o/gate/up/down_proj); anything else is a comma-separated list of names. The output
+    head and embeddings are never targeted: vLLM cannot serve LoRA on them.
+    """
+    import torch
+
+    if spec.strip() != "all-linear":
+        names = [n.strip() for n in spec.split(",") if n.strip()]
+        bad = EXCLUDED_MODULES.intersection(names)
+        if bad:
+            raise ValueError(f"training.target_modules: vLLM cannot serve LoRA on {sorted(bad)}")
+    else:
+        linear = (m for m in model.named_modules() if isinstance(m[1], torch.nn.Linear))
+        names = sorted({name.rsplit(".", 1)[-1] for name, _ in linear})
+    names = [n for n in names if n not in EXCLUDED_MODULES]
+    if not names:
+        raise ValueError(f"training.target_modules: {spec!r} matches no linear layer")
+    return names
+
+
+def build_model(
+    base_model: str,
+    cfg: TrainingConfig,
+    *,
+    adapter: str | None,
+    device: torch.device,
+) -> Any:
+    """The base model with a trainable LoRA adapter: fresh (seeded), or loaded from `adapter`.
+
+    float32 on CPU (bf16 matmuls are slower there and lose precision), bf16 on GPU; peft keeps
+    the adapter weights themselves in float32 either way.
+    """
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    base = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype).to(device)
+    base.config.use_cache = False  # no KV cache while training: saves memory, same loss
+    if adapter:
+        return PeftModel.from_pretrained(base, adapter, is_trainable=True)
+    torch.manual_seed(cfg.seed)  # the LoRA A init is random: same seed, same adapter
+    lora = LoraConfig(
+        r=cfg.lora_r,
+        lora_alpha=cfg.lora_alpha,
+        lora_dropout=cfg.lora_dropout,
+        target_modules=lora_target_modules(base, cfg.target_modules),
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(base, lora)
+
+
+# --- the per-worker training loop --------------------------------------------------------------
+
+
+@dataclass
+class _Progress:
+    """What a checkpoint records besides weights, so a resumed run continues the same curve."""
+
+    fingerprint: str = ""
+    epochs_done: int = 0
+    steps: int = 0
+    tokens: int = 0
+    train_seconds: float = 0.0
+    losses: list[float] = field(default_factory=list)
+
+
+def _worker_log() -> logging.Logger:
+    """This module's logger in a Ray worker, where nothing configures logging: INFO to stderr
+    (Ray forwards worker stderr to the driver and the job log)."""
+    if not logger.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+        logger.addHandler(handler)
+        logger.setLevel(os.environ.get("AXIOM_LOG_LEVEL", "INFO").upper())
+    return logger
+
+
+def _restore(ckpt: Any, fingerprint: str, tmp: str) -> tuple[str | None, _Progress, Any]:
+    """(adapter folder, progress, optimizer state) from a Ray Train checkpoint of this same
+    run, or nothing when there is none or it belongs to other data/settings."""
+    import torch
+
+    if ckpt is None:
+        return None, _Progress(fingerprint=fingerprint), None
+    local = ckpt.to_directory(os.path.join(tmp, "resume"))
+    with open(os.path.join(local, STATE_FILE)) as f:
+        progress = _Progress(**json.load(f))
+    if progress.fingerprint != fingerprint:
+        _worker_log().warning("checkpoint %s is from other data or settings: starting fresh", ckpt.path)
+        return None, _Progress(fingerprint=fingerprint), None
+    opt_state = torch.load(os.path.join(local, OPTIMIZER_FILE), weights_only=True)
+    return local, progress, opt_state
+
+
+def _save_checkpoint(model: Any, optimizer: Any, progress: _Progress, folder: str) -> None:
+    import torch
+
+    model.save_pretrained(folder)
+    torch.save(optimizer.state_dict(), os.path.join(folder, OPTIMIZER_FILE))
+    with open(os.path.join(folder, STATE_FILE), "w") as f:
+        json.dump(asdict(progress), f)
+
+
+def _all_reduce_sum(values: list[float], world: int) -> list[float]:
+    """Sum across workers (a no-op on one worker, where there is no process group to pay)."""
+    if world == 1:
+        return values
+    import torch
+    import torch.distributed as dist
+
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.all_reduce(t)
+    return t.tolist()
+
+
+def _optimizer_step(
+    model: Any,
+    optimizer: Any,
+    window: list[list[int]],
+    examples: list[dict[str, list[int]]],
+    pad_id: int,
+    device: torch.device,
+    world: int,
+) -> tuple[float, float, float]:
+    """One optimizer step over a window of micro-batches; returns (loss_sum, label_tokens,
+    tokens) summed across workers, loss as a sum over completion tokens."""
+    import torch
+    import torch.nn.functional as F
+
+    batches = [collate([examples[i] for i in b], pad_id) for b in window]
+    # Token-weighted loss across the whole window (and all workers): every completion token
+    # counts the same whatever micro-batch it landed in.
+    local_label_tokens = sum(int((b["labels"][:, 1:] != IGNORE_INDEX).sum()) for b in batches)
+    global_label_tokens = _all_reduce_sum([float(local_label_tokens)], world)[0]
+    loss_sum, tokens = 0.0, 0
+    for i, batch in enumerate(batches):
+        batch = {k: v.to(device) for k, v in batch.items()}
+        # DDP all-reduces gradients on every backward; only the last micro-batch needs it.
+        last = i == len(batches) - 1
+        sync = contextlib.nullcontext() if last or world == 1 else model.no_sync()
+        with sync:
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            loss = F.cross_entropy(
+                logits[:, :-1].flatten(0, 1).float(),
+                batch["labels"][:, 1:].flatten(),
+                ignore_index=IGNORE_INDEX,
+                reduction="sum",
+            )
+            # DDP averages gradients over workers; scale so the result is the global token mean.
+            (loss * world / max(global_label_tokens, 1.0)).backward()
+        loss_sum += float(loss.detach())
+        tokens += int(batch["attention_mask"].sum())
+    params = [p for p in model.parameters() if p.requires_grad]
+    torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    loss_sum, tokens_all = _all_reduce_sum([loss_sum, float(tokens)], world)
+    return loss_sum, global_label_tokens, tokens_all
+
+
+def _progress_bar(total: int, initial: int) -> Any:
+    """A tqdm bar when someone watches a terminal (a Ray worker's stderr is a file: off)."""
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, desc="train", disable=not sys.stderr.isatty())
+
+
+def _train_loop(config: dict[str, Any]) -> dict[str, Any] | None:
+    """Runs in every Ray Train worker. Returns the progress summary on rank 0."""
+    import ray
+    import ray.train
+    import ray.train.torch
+    import torch
+
+    setup_start = time.perf_counter()
+    log = _worker_log()
+    cfg = TrainingConfig(**config["cfg"])
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    # Ray sizes OMP_NUM_THREADS from the worker's logical CPUs, which can exceed the real cores.
+    torch.set_num_threads(max(1, min(int(cfg.cpus_per_worker), os.cpu_count() or 1)))
+    device = ray.train.torch.get_device()
+    examples = ray.get(config["examples"])
+    tmp = tempfile.mkdtemp(prefix="axiom-train-")
+    adapter, progress, opt_state = _restore(ray.train.get_checkpoint(), config["fingerprint"], tmp)
+    if adapter is None and config["init_adapter"]:
+        adapter = _localize(config["init_adapter"], os.path.join(tmp, "init"))
+    model = build_model(config["base_model"], cfg, adapter=adapter, device=device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr)
+    if opt_state is not None:
+        optimizer.load_state_dict(opt_state)
+    model.train()
+    ddp = ray.train.torch.prepare_model(model, move_to_device=False)  # DDP only when world > 1
+    setup_seconds = time.perf_counter() - setup_start
+    if progress.epochs_done:
+        log.info("resuming after epoch %d (step %d)", progress.epochs_done, progress.steps)
+
+    per_epoch = steps_per_epoch(len(examples), cfg, world)
+    total_steps = per_epoch * cfg.epochs
+    checkpoint_seconds = 0.0
+    resumed_from = progress.epochs_done
+    bar = _progress_bar(total_steps, progress.steps) if rank == 0 else None
+    last_log = 0.0
+    for epoch in range(progress.epochs_done, cfg.epochs):
+        # Seeded per epoch and rank: dropout masks repeat exactly when an epoch is re-run.
+        torch.manual_seed(cfg.seed * 1_000_003 + epoch * world + rank)
+        indices = shard_indices(len(examples), epoch=epoch, seed=cfg.seed, rank=rank, world=world)
+        for window in plan_windows(indices, cfg.batch_size, cfg.grad_accum):
+            for group in optimizer.param_groups:
+                group["lr"] = linear_lr(cfg.lr, progress.steps, total_steps)
+            start = time.perf_counter()
+            loss_sum, label_tokens, tokens = _optimizer_step(
+                ddp, optimizer, window, examples, config["pad_id"], device, world
+            )
+            seconds = time.perf_counter() - start
+            progress.steps += 1
+            progress.tokens += int(tokens)
+            progress.train_seconds += seconds
+            loss = loss_sum / max(label_tokens, 1.0)
+            progress.losses.append(loss)
+            metrics = {"epoch": epoch + 1, "step": progress.steps, "loss": loss,
+                       "tokens_per_s": tokens / seconds, "lr": optimizer.param_groups[0]["lr"]}
+            ray.train.report(metrics)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{loss:.4f}")
+            now = time.perf_counter()
+            if rank == 0 and (now - last_log >= LOG_EVERY_S or progress.steps == total_steps):
+                last_log = now
+                log.info("step %d/%d epoch %d loss %.4f %.0f tokens/s", progress.steps,
+                         total_steps, epoch + 1, loss, tokens / seconds)
+        progress.epochs_done = epoch + 1
+        start = time.perf_counter()
+        _report_checkpoint(ddp, optimizer, progress, rank, tmp)
+        checkpoint_seconds += time.perf_counter() - start
+    if bar is not None:
+        bar.close()
+    if rank != 0:
+        return None
+    return {**asdict(progress), "setup_seconds": setup_seconds,
+            "checkpoint_seconds": checkpoint_seconds, "resumed_from_epoch": resumed_from}
+
+
+def _report_checkpoint(model: Any, optimizer: Any, progress: _Progress, rank: int, tmp: str) -> None:
+    """End-of-epoch checkpoint: rank 0 saves (the adapter is replicated), every rank reports
+    (report is a barrier)."""
+    import ray.train
+
+    metrics = {"epoch": progress.epochs_done, "step": progress.steps,
+               "loss": progress.losses[-1] if progress.losses else float("nan")}
+    if rank != 0:
+        ray.train.report(metrics)
+        return
+    folder = tempfile.mkdtemp(prefix="ckpt-", dir=tmp)
+    _save_checkpoint(getattr(model, "module", model), optimizer, progress, folder)
+    ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(folder))
+
+
+# --- the driver side --------------------------------------------------------------------------
+
+
+def resolve_use_gpu(cfg: TrainingConfig, override: bool | None = None) -> bool:
+    """`override`, else the config's true/false, else (auto) whether the cluster has GPUs."""
+    if override is not None:
+        return override
+    if cfg.use_gpu != "auto":
+        return cfg.use_gpu == "true"
+    import ray
+
+    return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def _fingerprint(examples: list[dict[str, list[int]]], base_model: str, init_adapter: str | None,
+                 cfg: TrainingConfig) -> str:
+    """Identifies what a checkpoint was trained on; `epochs` is left out so that a run with more
+    epochs continues from a shorter one."""
+    h = hashlib.sha256()
+    settings = {k: v for k, v in asdict(cfg).items() if k != "epochs"}
+    h.update(json.dumps([base_model, init_adapter, settings], sort_keys=True).encode())
+    for ex in examples:
+        h.update(json.dumps([ex["input_ids"], ex["labels"]]).encode())
+    return h.hexdigest()[:16]
+
+
+def _load_examples(
+    base_model: str, train_path: str, max_seq_len: int
+) -> tuple[list[dict[str, list[int]]], int, int]:
+    """(examples, dropped, pad id), or EmptyTrainingSet when nothing can be trained on."""
+    from transformers import AutoTokenizer
+
+    rows = read_training_rows(train_path)
+    if not rows:
+        raise EmptyTrainingSet(f"training set {train_path}: no rows")
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    examples, dropped = tokenize_rows(tokenizer, rows, max_seq_len)
+    if not examples:
+        raise EmptyTrainingSet(
+            f"training set {train_path}: all {dropped} rows longer than training.max_seq_len={max_seq_len}"
+        )
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    return examples, dropped, pad_id if pad_id is not None else 0
+
+
+def train_adapter(
+    *,
+    base_model: str,
+    train_path: str,
+    adapter_dir: str,
+    cfg: TrainingConfig,
+    storage_path: str,
+    run_name: str,
+    init_adapter: str | None = None,
+    use_gpu: bool | None = None,
+    max_failures: int = 2,
+) -> TrainResult:
+    """Train a LoRA adapter on `train_path` with Ray Train and copy it to `adapter_dir`.
+
+    `base_model` is a local model folder (tokenizer included) readable by every worker;
+    `train_path` a Parquet file or folder (contract 4), `adapter_dir` and `storage_path` local
+    paths or pyarrow URIs. Ray Train keeps its checkpoints in `storage_path/run_name/`; a worker
+    that dies is restarted up to `max_failures` times from the last epoch checkpoint, and calling
+    again with the same `storage_path` and `run_name` resumes (a finished run returns at once).
+    `init_adapter` continues training an existing adapter (cfg.from_base=False).
+    Raises EmptyTrainingSet when no row is usable, before any cluster resource is taken.
+    """
+    import ray
+    import ray.train
+    from ray.train.torch import TorchTrainer
+
+    examples, dropped, pad_id = _load_examples(base_model, train_path, cfg.max_seq_len)
+    gpu = resolve_use_gpu(cfg, use_gpu)
+    config = {
+        "cfg": asdict(cfg),
+        "base_model": base_model,
+        "init_adapter": init_adapter,
+        "examples": ray.put(examples),
+        "pad_id": pad_id,
+        "fingerprint": _fingerprint(examples, base_model, init_adapter, cfg),
+    }
+    trainer = TorchTrainer(
+        _train_loop,
+        train_loop_config=config,
+        scaling_config=ray.train.ScalingConfig(
+            num_workers=cfg.num_workers,
+            use_gpu=gpu,
+            resources_per_worker={"CPU": cfg.cpus_per_worker},
+        ),
+        run_config=ray.train.RunConfig(
+            name=run_name,
+            storage_path=storage_path,
+            failure_config=ray.train.FailureConfig(max_failures=max_failures),
+            # Each epoch's checkpoint supersedes the last: keep one (adapter + optimizer).
+            checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
+        ),
+    )
+    logger.info("training on %d examples (%d dropped), %d worker(s), %s, %d epoch(s)",
+                len(examples), dropped, cfg.num_workers, "GPU" if gpu else "CPU", cfg.epochs)
+    start = time.perf_counter()
+    result = trainer.fit()
+    fit_seconds = time.perf_counter() - start
+    if result.checkpoint is None:
+        raise RuntimeError(f"training run {run_name} finished without a checkpoint")
+    copy_adapter(result.checkpoint.path, adapter_dir, src_fs=result.checkpoint.filesystem)
+    out = _summarise(result.return_value, adapter_dir, examples, dropped, fit_seconds, gpu)
+    logger.info(
+        "trained %d steps, %d tokens in %.1fs (%.0f tokens/s), fit %.1fs (setup %.1fs, "
+        "checkpoints %.1fs), final loss %.4f -> %s",
+        out.steps, out.tokens, out.train_seconds, out.tokens_per_second, out.fit_seconds,
+        out.setup_seconds, out.checkpoint_seconds, out.final_loss, adapter_dir,
+    )
+    return out
+
+
+def _summarise(ret: dict[str, Any], adapter_dir: str, examples: list[Any], dropped: int,
+               fit_seconds: float, gpu: bool) -> TrainResult:
+    losses = list(ret["losses"])
+    return TrainResult(
+        adapter_dir=adapter_dir,
+        examples=len(examples),
+        dropped=dropped,
+        steps=ret["steps"],
+        tokens=ret["tokens"],
+        train_seconds=ret["train_seconds"],
+        fit_seconds=fit_seconds,
+        final_loss=losses[-1] if losses else float("nan"),
+        losses=losses,
+        tokens_per_second=ret["tokens"] / ret["train_seconds"] if ret["train_seconds"] else 0.0,
+        setup_seconds=ret["setup_seconds"],
+        checkpoint_seconds=ret["checkpoint_seconds"],
+        resumed_from_epoch=ret["resumed_from_epoch"],
+        use_gpu=gpu,
+    )

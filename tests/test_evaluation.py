@@ -1,0 +1,175 @@
+"""pass@k, axiom-rl's figures, bootstrap intervals and Parquet reading (pure: no Ray)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from axiom_ray.evaluation import (
+    Summary,
+    bootstrap_ci,
+    compare_table,
+    pass_at_k,
+    read_rows,
+    summarize,
+)
+
+
+def brute_pass_at_k(n: int, c: int, k: int) -> float:
+    """The definition: the share of k-subsets of the n samples holding a correct one."""
+    samples = [True] * c + [False] * (n - c)
+    subsets = list(itertools.combinations(range(n), k))
+    return sum(any(samples[i] for i in s) for s in subsets) / len(subsets)
+
+
+@pytest.mark.parametrize("n", range(1, 8))
+def test_pass_at_k_matches_enumeration(n: int) -> None:
+    for c in range(n + 1):
+        for k in range(1, n + 1):
+            assert pass_at_k(n, c, k) == pytest.approx(brute_pass_at_k(n, c, k), abs=1e-12)
+
+
+def test_pass_at_k_is_stable_for_large_n() -> None:
+    assert pass_at_k(200, 1, 100) == pytest.approx(0.5)
+    assert pass_at_k(1000, 0, 500) == 0.0
+    assert pass_at_k(1000, 1000, 1) == 1.0
+    assert pass_at_k(10_000, 3, 1) == pytest.approx(3 / 10_000)
+
+
+@pytest.mark.parametrize(("n", "c", "k"), [(4, 5, 1), (4, -1, 1), (4, 2, 0), (4, 2, 5)])
+def test_pass_at_k_rejects_impossible_inputs(n: int, c: int, k: int) -> None:
+    with pytest.raises(ValueError, match="pass_at_k"):
+        pass_at_k(n, c, k)
+
+
+def row(
+    pid: str,
+    passed: bool,
+    code_hash: str | None = None,
+    attempt: int = 0,
+    status: str | None = None,
+) -> dict:
+    return {
+        "problem_id": pid,
+        "passed": passed,
+        "attempt": attempt,
+        "status": status or ("passed" if passed else "failed"),
+        "code_hash": code_hash,
+        "code": f"code-{code_hash}",
+    }
+
+
+def hand_built_rows() -> list[dict]:
+    """Three problems x 4 first-round samples, plus a resample of the unsolved one."""
+    return [
+        # p1: 3/4, two passes share an AST hash (one duplicate)
+        row("p1", True, "h1"),
+        row("p1", True, "h1"),
+        row("p1", True, "h2"),
+        row("p1", False, status="timeout"),
+        # p2: 1/4
+        row("p2", True, "h3"),
+        row("p2", False),
+        row("p2", False, status="error"),
+        row("p2", False, status="memory"),
+        # p3: 0/4 in attempt 0, solved by the second attempt (which the pass rate ignores)
+        *[row("p3", False) for _ in range(4)],
+        row("p3", False, attempt=1, status="rejected"),
+        row("p3", True, "h4", attempt=1),
+        # the same hash under another problem is another solution (dedupe is per problem)
+        row("p3", True, "h1", attempt=1),
+    ]
+
+
+def test_summarize_hand_built_table() -> None:
+    s = summarize(hand_built_rows(), ks=(1, 2, 4))
+    assert (s.problems, s.solved) == (3, 3)
+    assert s.solve_rate == 1.0
+    assert (s.first_passed, s.first_samples) == (4, 12)
+    assert s.sample_pass_rate == pytest.approx(4 / 12)
+    assert (s.samples, s.passed, s.failed) == (15, 6, 9)
+    assert (s.unique_solutions, s.duplicates) == (5, 1)
+    assert s.status == {
+        "error": 1,
+        "failed": 5,
+        "memory": 1,
+        "passed": 6,
+        "rejected": 1,
+        "timeout": 1,
+    }
+    assert s.per_problem == {"p1": (3, 4), "p2": (1, 4), "p3": (0, 4)}
+    assert s.pass_at_k[1] == pytest.approx((3 / 4 + 1 / 4 + 0) / 3)
+    assert s.pass_at_k[2] == pytest.approx((pass_at_k(4, 3, 2) + pass_at_k(4, 1, 2)) / 3)
+    assert s.pass_at_k[4] == pytest.approx(2 / 3)
+
+
+def test_summarize_accepts_a_pyarrow_table_and_skips_undefined_pass_at_k() -> None:
+    rows = hand_built_rows()
+    table = pa.Table.from_pylist(rows)
+    assert summarize(table, ks=(1, 4)) == summarize(rows, ks=(1, 4))
+    # k above a problem's sample count has no unbiased estimate: left out, not padded
+    assert 5 not in summarize(rows, ks=(1, 5)).pass_at_k
+
+
+def test_summarize_empty_and_minimal_columns() -> None:
+    empty = summarize(pa.table({}))
+    assert empty == Summary()
+    assert (empty.solve_rate, empty.sample_pass_rate, empty.pass_at_k) == (0.0, 0.0, {})
+    # rows without attempt, status or code_hash (older files): attempt 0, status from passed
+    s = summarize([{"problem_id": "a", "passed": True}, {"problem_id": "a", "passed": False}])
+    assert (s.first_passed, s.first_samples, s.status) == (1, 2, {"failed": 1, "passed": 1})
+
+
+def test_bootstrap_ci_contains_mean_and_is_deterministic() -> None:
+    values = [0.0, 0.25, 1.0, 0.5, 0.75, 1.0, 0.0, 0.125]
+    lo, hi = bootstrap_ci(values, n_boot=500, seed=3)
+    mean = sum(values) / len(values)
+    assert 0.0 <= lo < mean < hi <= 1.0
+    assert bootstrap_ci(values, n_boot=500, seed=3) == (lo, hi)
+    assert bootstrap_ci(values, n_boot=500, seed=4) != (lo, hi)
+    assert bootstrap_ci([0.4] * 5) == pytest.approx((0.4, 0.4))
+    assert all(math.isnan(x) for x in bootstrap_ci([]))
+
+
+def test_summary_pass_at_k_ci_brackets_pass_at_1() -> None:
+    s = summarize(hand_built_rows())
+    lo, hi = s.pass_at_k_ci(1)
+    assert lo <= s.pass_at_k[1] <= hi
+
+
+def test_read_rows_missing_empty_and_partial_files(tmp_path) -> None:
+    assert read_rows(str(tmp_path / "absent")).num_rows == 0
+    (tmp_path / "empty").mkdir()
+    assert read_rows(str(tmp_path / "empty")).num_rows == 0
+    d = tmp_path / "samples"
+    d.mkdir()
+    rows = hand_built_rows()
+    pq.write_table(pa.Table.from_pylist(rows[:5]), d / "part-0.parquet")
+    pq.write_table(pa.Table.from_pylist(rows[5:]), d / "part-1.parquet")
+    # a writer's temporary file is never read
+    pq.write_table(pa.Table.from_pylist(rows[:2]), d / ".tmp-part-2.parquet")
+    (d / "notes.txt").write_text("not parquet")
+    table = read_rows(str(d))
+    assert table.num_rows == len(rows)
+    assert summarize(table) == summarize(rows)
+    narrow = read_rows(f"file://{d}", columns=["problem_id", "passed", "no_such_column"])
+    assert narrow.column_names == ["problem_id", "passed"]
+
+
+def test_compare_table_reads_like_axiom_rl() -> None:
+    base = summarize([row("a", i < 5, f"h{i}") for i in range(8)] + [row("b", False)] * 8)
+    tuned = summarize([row("a", True, "same")] * 8 + [row("b", i < 6, f"g{i}") for i in range(8)])
+    table = compare_table(base, tuned, "Baseline", "Fine-tuned")
+    lines = table.splitlines()
+    assert lines[0] == "| Metric | Baseline | Fine-tuned | Change |"
+    assert "| Solve rate | 50% (1/2) | 100% (2/2) | **+50.0 pp (+100%)** |" in lines
+    # 31.25% and 56.25 pp round half to even
+    assert "| Per-sample pass rate | 31.2% (5/16) | 87.5% (14/16) | **+56.2 pp (+180%)** |" in lines
+    assert "| Failed samples | 11 | 2 | **-9 (-82%)** |" in lines
+    assert "| Unique solutions | 5 | 7 | **+2 (+40%)** |" in lines
+    assert "| Duplicates filtered | 0 | 7 | **+7** |" in lines
+    assert "| Solve rate | 100% (2/2) | 100% (2/2) | — |" in compare_table(tuned, tuned)

