@@ -55,6 +55,7 @@ class Loop:
     plan: Plan
     problems: Problems
     generators: list[Any]
+    model_path: str  # the resolved base model (the embedded default's cache folder, or as given)
     prompts: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> problem id -> prompt
     loaded_adapter: str | None = None
 
@@ -111,7 +112,7 @@ class Loop:
             spec = PassSpec(
                 run_id=run.run_id, iteration=k, kind=kind, attempt=attempt, n=n, temperature=temperature,
                 top_p=cfg.generation.top_p, max_tokens=cfg.generation.max_tokens, seed=cfg.seed,
-                model=cfg.model, adapter=self.loaded_adapter)
+                adapter=self.loaded_adapter)
             run_pass(generators=self.generators, prompts=todo, spec=spec, verify_problems=verify_problems,
                      verifier_limits=limits, verifier_workers=self.plan.verifier_workers,
                      verifier_batch_size=cfg.verifier.batch_size,
@@ -155,7 +156,7 @@ class Loop:
         self.sleep_generators()
         try:
             result = train_adapter(
-                base_model=cfg.model, train_path=run.uri(train_rel), adapter_dir=run.uri(adapter_tmp),
+                base_model=self.model_path, train_path=run.uri(train_rel), adapter_dir=run.uri(adapter_tmp),
                 cfg=cfg.training, storage_path=run.uri(iter_dir(k)), run_name="checkpoints",
                 init_adapter=run.resolve(init) if init else None, use_gpu=self.plan.train_use_gpu)
         finally:
@@ -172,6 +173,14 @@ class Loop:
     def redeploy(self, k: int) -> dict[str, Any]:
         seconds = self.ensure_adapter(k)
         return {"adapter": self.loaded_adapter, "seconds": round(seconds, 3)}
+
+    def close(self) -> None:
+        """Release the generators (and their accelerator memory) at the end of a command."""
+        import ray
+
+        for g in self.generators:
+            ray.kill(g)
+        self.generators = []
 
     # --- generators ----------------------------------------------------------------------
     def ensure_adapter(self, k: int) -> float:
@@ -213,7 +222,7 @@ class Loop:
         return self.prompts[kind]
 
 
-def start_generators(cfg: RunConfig, plan: Plan) -> list[Any]:
+def start_generators(cfg: RunConfig, plan: Plan, run_id: str) -> list[Any]:
     """One actor per engine replica, each with its own seed (identical seeds would give
     identical samples), named so the dashboard shows which is which."""
     import ray
@@ -223,7 +232,7 @@ def start_generators(cfg: RunConfig, plan: Plan) -> list[Any]:
     remote = ray.remote(GeneratorActor)
     actors = [
         remote.options(
-            name=f"axiom-generator-{i}", namespace=None, num_gpus=plan.gen_num_gpus,
+            name=f"axiom-generator-{run_id}-{i}", num_gpus=plan.gen_num_gpus,
             num_cpus=plan.gen_num_cpus, runtime_env={"env_vars": ACTOR_ENV}, max_restarts=0,
         ).remote(model=cfg.model, engine=cfg.generation.engine, seed=cfg.seed + 1000 * i, cfg=cfg.generation)
         for i in range(plan.replicas)
@@ -236,10 +245,10 @@ def prepare(cfg: RunConfig, fork: bool = False, with_generators: bool = True) ->
     """Check every input before taking cluster resources, open the run, plan, start generators."""
     import ray
 
-    from axiom_ray.models import check_model_spec
+    from axiom_ray.models import resolve_model
 
     problems = load_problems(cfg)
-    check_model_spec(cfg.model)
+    model_path = resolve_model(cfg.model)  # a missing folder fails here, before any cluster work
     run = RunDir.open_or_create(default_storage(cfg), cfg, fork=fork)
     run.manifest["problems"] = {"train": [p.id for p in problems.train], "eval": [p.id for p in problems.eval]}
     run.save()
@@ -251,15 +260,18 @@ def prepare(cfg: RunConfig, fork: bool = False, with_generators: bool = True) ->
     generators: list[Any] = []
     if with_generators:
         t0 = time.perf_counter()
-        generators = start_generators(cfg, plan)
+        generators = start_generators(cfg, plan, run.run_id)
         log.info("generators ready in %.1fs", time.perf_counter() - t0)
-    return Loop(cfg=cfg, run=run, plan=plan, problems=problems, generators=generators)
+    return Loop(cfg=cfg, run=run, plan=plan, problems=problems, generators=generators, model_path=model_path)
 
 
 def run_iterations(cfg: RunConfig, fork: bool = False) -> RunDir:
     """The whole loop."""
     loop = prepare(cfg, fork=fork)
-    loop.run_all()
+    try:
+        loop.run_all()
+    finally:
+        loop.close()
     return loop.run
 
 
@@ -274,7 +286,7 @@ def run_single_phase(cfg: RunConfig, command: str, iteration: int | None = None,
 
     name = PHASE_OF_COMMAND[command]
     k = iteration if iteration is not None else (1 if name == "train" else 0)
-    loop = prepare(cfg, with_generators=name != "train")
+    loop = prepare(cfg, with_generators=False)
     run = loop.run
     if adapter:
         run.set_adapter(k, normalize_uri(adapter))
@@ -285,7 +297,12 @@ def run_single_phase(cfg: RunConfig, command: str, iteration: int | None = None,
         run.mark(k, name, "forced")
     fns = {"samples": lambda: loop.sample(k, "samples"), "train": lambda: loop.train(k),
            "eval": lambda: loop.sample(k, "eval")}
-    loop.phase(k, name, fns[name])
+    try:
+        if name != "train":
+            loop.generators = start_generators(cfg, loop.plan, run.run_id)
+        loop.phase(k, name, fns[name])
+    finally:
+        loop.close()
     return run
 
 

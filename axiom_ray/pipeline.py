@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from axiom_ray.samples import code_hash, sample_id, select_training_rows
+from axiom_ray.samples import code_hash, sample_id, sample_schema, select_training_rows
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +35,24 @@ class PassSpec:
     top_p: float
     max_tokens: int
     seed: int
-    model: str
-    adapter: str | None
+    adapter: str | None  # run-relative path of the adapter serving this pass; None for the base
 
 
-def request_seed(spec: PassSpec, problem_id: str) -> int:
-    """A per-request seed fixed by the run seed and the request's identity (not its batch)."""
-    key = f"{spec.seed}/{spec.iteration}/{spec.kind}/{spec.attempt}/{problem_id}"
+def pass_seed(spec: PassSpec) -> int:
+    """The sampling seed of one pass: fixed by the run seed and the pass's identity, so every
+    iteration, kind and resampling attempt draws fresh samples (generators mix in their replica
+    seed and the problem id, so batching never changes a problem's samples)."""
+    key = f"{spec.seed}/{spec.iteration}/{spec.kind}/{spec.attempt}"
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "little") & 0x7FFFFFFF
 
 
 class GenerateBatch:
     """Ray Data stage: sends each request to its generator replica, returns one row per candidate."""
 
-    def __init__(self, generators: list[Any], spec: PassSpec) -> None:
+    def __init__(self, generators: list[Any], spec: PassSpec, entry_points: dict[str, str]) -> None:
         self.generators = generators
         self.spec = spec
+        self.entry_points = entry_points  # lets code extraction prefer the block defining it
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
         import ray
@@ -58,12 +60,12 @@ class GenerateBatch:
         spec = self.spec
         by_replica: dict[int, list[dict[str, Any]]] = {}
         for pid, prompt, replica in zip(batch["problem_id"], batch["prompt"], batch["replica"], strict=True):
-            req = {"problem_id": str(pid), "prompt": str(prompt), "seed": request_seed(spec, str(pid))}
+            req = {"problem_id": str(pid), "prompt": str(prompt), "entry_point": self.entry_points.get(str(pid))}
             by_replica.setdefault(int(replica) % len(self.generators), []).append(req)
         refs = [
             self.generators[r].generate.remote(
                 reqs, n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
-                max_tokens=spec.max_tokens, seed=spec.seed)
+                max_tokens=spec.max_tokens, seed=pass_seed(spec))
             for r, reqs in by_replica.items()
         ]
         prompts = {str(p): str(q) for p, q in zip(batch["problem_id"], batch["prompt"], strict=True)}
@@ -82,7 +84,7 @@ class GenerateBatch:
             "prompt": prompts[pid],
             "completion": cand["completion"],
             "code": cand["code"],
-            "model": spec.model,
+            "model": cand["model"],
             "adapter": spec.adapter,
             "temperature": spec.temperature,
             "seed": spec.seed,
@@ -101,6 +103,22 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return {key: [r[key] for r in rows] for key in rows[0]}
 
 
+def verify_stage_class() -> type:
+    """The verifier pool's Ray Data stage: VerifyBatch on plain columns, typed Arrow out."""
+    import pyarrow as pa
+
+    from axiom_ray.verifier import VerifyBatch
+
+    class VerifyStage(VerifyBatch):
+        def __call__(self, batch: pa.Table) -> pa.Table:  # type: ignore[override]
+            out = super().__call__(batch.to_pydict())
+            schema = sample_schema()
+            return pa.table({name: pa.array(list(out[name]), type=schema.field(name).type) for name in schema.names},
+                            schema=schema)
+
+    return VerifyStage
+
+
 def run_pass(
     *,
     generators: list[Any],
@@ -116,8 +134,6 @@ def run_pass(
     """Stream one pass to Parquet under `out_uri`; returns counts and timings read back from it."""
     import ray.data
 
-    from axiom_ray.verifier import VerifyBatch
-
     requests = [
         {"problem_id": pid, "prompt": prompt, "replica": i // generate_batch_size}
         for i, (pid, prompt) in enumerate(prompts.items())
@@ -127,15 +143,17 @@ def run_pass(
     ds = ray.data.from_items(requests, override_num_blocks=blocks)
     ds = ds.map_batches(
         GenerateBatch,
-        fn_constructor_kwargs={"generators": generators, "spec": spec},
+        fn_constructor_kwargs={"generators": generators, "spec": spec,
+                               "entry_points": {pid: p["entry_point"] for pid, p in verify_problems.items()}},
         batch_size=generate_batch_size,
         compute=ray.data.ActorPoolStrategy(size=len(generators)),
         num_cpus=0,  # it only routes; the generator actors hold the resources
     )
     ds = ds.map_batches(
-        VerifyBatch,
+        verify_stage_class(),
         fn_constructor_kwargs={"problems": verify_problems, "limits": verifier_limits},
         batch_size=verifier_batch_size,
+        batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, verifier_workers)),
         num_cpus=1,
     )
@@ -171,7 +189,9 @@ def build_training_set(sample_uris: list[str], out_uri: str, max_per_problem: in
         rows = select_training_rows(group.to_pylist(), max_per_problem, dedupe)
         return pa.Table.from_pylist(rows, schema=group.schema)
 
-    ds = ray.data.read_parquet(sample_uris).filter(expr="passed")
+    from ray.data.expressions import col
+
+    ds = ray.data.read_parquet(sample_uris).filter(expr=col("passed"))
     if ds.count() == 0:
         return 0
     ds = ds.groupby("problem_id").map_groups(pick, batch_format="pyarrow")

@@ -93,7 +93,8 @@ class IterationData:
     train_pool: Summary | None = None  # model k on the training problems (iter_k/samples)
     heldout: Summary | None = None  # model k on the held-out problems (iter_k/eval)
     train_set: Summary | None = None  # the SFT set that trained adapter k (iter_k/train)
-    missing: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # phases not done
+    notes: list[str] = field(default_factory=list)  # done phases worth a remark
 
     @property
     def label(self) -> str:
@@ -154,7 +155,7 @@ def _read_phase(
     folder = f"iter_{it.k}/{phase}"
     rows = read_rows(store.path(folder), columns=SUMMARY_COLUMNS)
     if rows.num_rows == 0 and phase != "train":
-        it.missing.append(f"{phase}: done but {folder}/ holds no rows")
+        it.notes.append(f"{phase}: done but {folder}/ holds no rows")
     return summarize(rows, ks=ks)
 
 
@@ -165,7 +166,7 @@ def _note_missing(it: IterationData, with_eval: bool) -> None:
             it.missing.append(f"{phase}: {status or 'not started'}")
     skipped = it.metric("train", "skipped")
     if skipped:  # the loop reuses model k-1 when there was nothing verified to train on
-        it.missing.append(f"train: skipped ({skipped}), so model {it.k} is model {it.k - 1}")
+        it.notes.append(f"train: skipped ({skipped}), so model {it.k} is model {it.k - 1}")
 
 
 def collect(run_dir: str) -> RunData:
@@ -310,11 +311,21 @@ def _status_blocks(run: RunData) -> list[Block]:
         f"(planned: 0, the base, to {planned if planned is not None else '?'})."
     ]
     lines += [
-        f"- Iteration {it.k}: " + "; ".join(it.missing) for it in run.iterations if it.missing
+        f"- Iteration {it.k}: " + "; ".join(it.missing + it.notes)
+        for it in run.iterations
+        if it.missing or it.notes
     ]
     if not run.has_eval():
         lines.append("- No held-out problems in this run: evaluation is disabled.")
     return [Heading(2, "Status"), Para("\n".join(lines))]
+
+
+def _model_text(run: RunData) -> str:
+    """The display name, with the configured spelling beside it when they differ."""
+    shown, configured = run.manifest.get("model"), run.config("model")
+    if shown and configured and shown != configured:
+        return f"{shown} (`{configured}`)"
+    return str(shown or configured or "—")
 
 
 def _config_blocks(run: RunData) -> list[Block]:
@@ -324,7 +335,7 @@ def _config_blocks(run: RunData) -> list[Block]:
 
     n_train, n_eval = len(run.problem_ids("train")), len(run.problem_ids("eval"))
     rows = [
-        ("Model", f"{run.manifest.get('model') or c('model') or '—'} (`{c('model')}`)"),
+        ("Model", _model_text(run)),
         ("Engine", str(c("generation.engine"))),
         ("Training problems", f"{c('problems')} ({n_train} problems)"),
         ("Held-out problems", f"{c('evaluation.problems') or '—'} ({n_eval} problems)"),

@@ -16,6 +16,23 @@ SAMPLE_COLUMNS = (
     "temperature", "seed", "num_tokens", "code_hash", "created_at",
 )
 EXTRA_COLUMNS = ("attempt", "index", "finish_reason", "isolation", "verdict_detail")
+_TYPES = {
+    "run_id": "string", "iteration": "int64", "problem_id": "string", "sample_id": "string",
+    "prompt": "string", "completion": "string", "code": "string", "passed": "bool_",
+    "passed_tests": "int64", "total_tests": "int64", "status": "string", "reward": "float64",
+    "duration_ms": "float64", "model": "string", "adapter": "string", "temperature": "float64",
+    "seed": "int64", "num_tokens": "int64", "code_hash": "string", "created_at": "string",
+    "attempt": "int64", "index": "int64", "finish_reason": "string", "isolation": "string",
+    "verdict_detail": "string",
+}
+
+
+def sample_schema() -> Any:
+    """The Parquet schema of sample rows (explicit, so an all-null column such as `adapter` of
+    the base model stays a nullable string instead of becoming NaN or a null type)."""
+    import pyarrow as pa
+
+    return pa.schema([(name, getattr(pa, _TYPES[name])()) for name in SAMPLE_COLUMNS + EXTRA_COLUMNS])
 
 
 def sample_id(run_id: str, iteration: int, problem_id: str, kind: str, attempt: int, index: int) -> str:

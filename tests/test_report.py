@@ -271,6 +271,20 @@ def test_report_on_a_run_with_only_iteration_0_running(tmp_path) -> None:
     assert paths["md"] == f"{run.as_uri()}/report.md"
 
 
+def test_report_notes_a_skipped_training(tmp_path) -> None:
+    run = make_run(tmp_path)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["iterations"]["1"]["phases"]["train"] = done(
+        0.5, examples=0, skipped="no verified samples"
+    )
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    shutil.rmtree(run / "iter_1/train")
+    write_report(str(run))
+    md = (run / "report.md").read_text()
+    assert "Iterations complete: 0, 1 " in md
+    assert "Iteration 1: train: skipped (no verified samples), so model 1 is model 0" in md
+
+
 def test_report_on_an_empty_manifest(tmp_path) -> None:
     (tmp_path / "manifest.json").write_text("{}")
     write_report(str(tmp_path))

@@ -30,9 +30,16 @@ def _ident(problem: Any) -> str:
 
 
 def _signature(prompt: str, entry_point: str) -> str | None:
-    """The `def entry_point(...)` line when the prompt already shows it (HumanEval-style stubs)."""
-    match = re.search(rf"^[ \t]*(def {re.escape(entry_point)}\(.*?\)[^:\n]*:)", prompt, re.M | re.S)
-    return " ".join(match.group(1).split()) if match else None
+    """The `def entry_point(...):` the prompt shows, in prose or as a code stub, on one line."""
+    match = re.search(rf"\bdef {re.escape(entry_point)}\(.*?\)[^:\n`]*:", prompt, re.S)
+    return " ".join(match.group(0).split()) if match else None
+
+
+def _is_code_stub(prompt: str, entry_point: str) -> bool:
+    """HumanEval-style: the prompt is code that starts the function, not prose about it."""
+    if "```" in prompt:
+        return False
+    return re.search(rf"^def {re.escape(entry_point)}\(", prompt, re.M) is not None
 
 
 def build_messages(problem: Any) -> list[dict[str, str]]:
@@ -40,7 +47,7 @@ def build_messages(problem: Any) -> list[dict[str, str]]:
     prompt = _field(problem, "prompt").strip("\n")
     entry_point = _field(problem, "entry_point")
     signature = _signature(prompt, entry_point)
-    if signature and "```" not in prompt:
+    if signature and _is_code_stub(prompt, entry_point):
         # A code stub reads best as code: fence it so the model completes, not comments on, it.
         body = f"Complete this Python function:\n\n```python\n{prompt}\n```"
         hint = f"Keep the exact signature `{signature}`."

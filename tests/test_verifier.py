@@ -1,0 +1,78 @@
+"""The verifier on Ray: VerifyBatch's columns, VerifierActor, and both on a real local cluster."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from axiom_ray.problems import Problem, TestCase
+from axiom_ray.verifier import VerifierActor, VerifyBatch, verifier_actor_class
+
+ADD = Problem(id="add", title="add", difficulty="easy", prompt="def add(a, b):", entry_point="add",
+              tests=(TestCase((1, 2), {}, 3), TestCase((2, 2), {}, 4)))
+MUL = Problem(id="mul", title="mul", difficulty="easy", prompt="def mul(a, b):", entry_point="mul",
+              tests=(TestCase((3, 4), {}, 12),), compare="float")
+LIMITS = {"timeout_s": 2, "memory_mb": 512, "min_isolation": "rlimits"}
+CODES = {
+    ("add", "ok"): "def add(a, b):\n    return a + b\n",
+    ("add", "half"): "def add(a, b):\n    return 3\n",
+    ("mul", "ok"): "def mul(a, b):\n    return a * b * 1.0\n",
+    ("mul", "loop"): "def mul(a, b):\n    while True:\n        pass\n",
+}
+COLUMNS = {"passed": np.bool_, "status": np.object_, "passed_tests": np.int64, "total_tests": np.int64,
+           "reward": np.float64, "duration_ms": np.float64, "isolation": np.object_, "verdict_detail": np.object_}
+
+
+def _batch() -> dict[str, np.ndarray]:
+    keys = list(CODES)
+    return {"problem_id": np.array([k[0] for k in keys] + ["nope"], dtype=object),
+            "code": np.array([CODES[k] for k in keys] + ["x = 1"], dtype=object),
+            "sample_id": np.array([f"s{i}" for i in range(len(keys) + 1)], dtype=object)}
+
+
+def _check_columns(out: dict) -> None:
+    for name, dtype in COLUMNS.items():
+        assert out[name].dtype == dtype, name
+    assert list(out["sample_id"]) == [f"s{i}" for i in range(5)]  # input columns are kept
+    assert list(out["status"]) == ["passed", "failed", "passed", "timeout", "error"]
+    assert list(out["reward"]) == [1.0, 0.5, 1.0, 0.0, 0.0]
+    assert list(out["passed_tests"]) == [2, 1, 1, 0, 0] and list(out["total_tests"]) == [2, 2, 1, 1, 0]
+    assert "unknown problem id" in out["verdict_detail"][4]
+    assert len(set(out["isolation"])) == 1
+
+
+def test_verify_batch_adds_verdict_columns_from_problem_dicts_or_objects():
+    vb = VerifyBatch({"add": ADD.to_dict(), "mul": MUL}, {**LIMITS, "timeout_s": 1})
+    _check_columns(vb(_batch()))
+
+
+def test_verifier_actor_judges_directly():
+    actor = VerifierActor(LIMITS)
+    try:
+        out = actor.judge(ADD.to_dict(), CODES[("add", "half")])
+        assert out["status"] == "failed" and out["reward"] == 0.5 and out["isolation"]
+        assert actor.isolation()["level"] == out["isolation"]
+    finally:
+        actor.close()
+
+
+def test_bad_limits_fail_loudly():
+    with pytest.raises(ValueError, match="unknown sandbox limits"):
+        VerifyBatch({"add": ADD}, {"timeout": 5})
+
+
+def test_verify_batch_on_ray_data_and_the_actor(ray_cluster):
+    ray = ray_cluster
+    items = [{"problem_id": k[0], "code": CODES[k], "sample_id": f"s{i}"} for i, k in enumerate(CODES)]
+    ds = ray.data.from_items(items + [{"problem_id": "nope", "code": "x = 1", "sample_id": "s4"}])
+    ds = ds.map_batches(VerifyBatch, fn_constructor_kwargs={"problems": {"add": ADD.to_dict(), "mul": MUL.to_dict()},
+                                                            "limits": {**LIMITS, "timeout_s": 1}},
+                        batch_size=8, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=1)
+    rows = sorted(ds.take_all(), key=lambda r: r["sample_id"])
+    assert [r["status"] for r in rows] == ["passed", "failed", "passed", "timeout", "error"]
+    assert [r["reward"] for r in rows] == [1.0, 0.5, 1.0, 0.0, 0.0]
+
+    actor = verifier_actor_class().remote(LIMITS)
+    out = ray.get(actor.judge.remote(ADD.to_dict(), CODES[("add", "ok")]))
+    assert out["passed"] and out["reward"] == 1.0
+    ray.kill(actor)
