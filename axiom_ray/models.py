@@ -252,7 +252,7 @@ def _sanity_check(folder: Path) -> None:
     inputs = tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=24, do_sample=False)
-    answer = tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+    answer = tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
     if _SANITY_ANSWER not in answer:
         raise RuntimeError(
             f"converting the embedded model produced a broken model: asked {_SANITY_QUESTION!r}, "

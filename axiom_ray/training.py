@@ -57,16 +57,18 @@ class TrainResult:
     adapter_dir: str
     examples: int  # examples trained on (after drops)
     dropped: int  # rows whose completion did not fit max_seq_len
-    steps: int  # optimizer steps (this fit plus any resumed ones)
+    # steps, tokens, train_seconds and losses cover the whole run, resumed attempts included
+    steps: int  # optimizer steps
     tokens: int  # non-padding tokens through forward+backward, all workers
     train_seconds: float  # optimizer steps only, inside the loop (rank 0)
     fit_seconds: float  # wall time of TorchTrainer.fit
     final_loss: float
     losses: list[float] = field(default_factory=list)  # per optimizer step, mean per token
     tokens_per_second: float = 0.0
-    setup_seconds: float = 0.0  # inside the loop: model load, peft, resume (rank 0)
-    report_seconds: float = 0.0  # inside the loop: per-step ray.train.report calls (rank 0)
-    checkpoint_seconds: float = 0.0  # inside the loop: saving + reporting checkpoints (rank 0)
+    # the last attempt's fixed costs inside the loop (rank 0)
+    setup_seconds: float = 0.0  # imports, model load, peft, restoring a checkpoint
+    report_seconds: float = 0.0  # waiting in the per-step ray.train.report calls
+    checkpoint_seconds: float = 0.0  # saving and reporting the epoch checkpoints
     resumed_from_epoch: int = 0  # epochs already done by an earlier attempt (0: fresh start)
     use_gpu: bool = False
 
@@ -90,7 +92,7 @@ def tokenize_example(
     through the chat template, so no special tokens are added; EOS closes the completion so the
     model learns to stop. When the pair is too long, the prompt loses tokens from the left (its
     end, next to the reply, is the part that matters); when the completion alone does not leave
-    room for one prompt token, the example is dropped (None).
+    room for one prompt token (or the prompt is empty), the example is dropped (None).
     """
     prompt_ids = tokenizer.encode(prompt, add_special_tokens=False)
     completion_ids = tokenizer.encode(completion, add_special_tokens=False)

@@ -57,10 +57,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"levels, weakest first: {', '.join(LEVELS)})")
     limits.add_argument("--isolation", choices=("best", *LEVELS), default="best",
                         help="force an isolation level (default: the strongest this machine allows)")
+    limits.add_argument("--report-isolation", action="store_true",
+                        help="print what this machine allows (JSON) and exit: 0 when it meets "
+                             "--min-isolation, 2 when not")
 
 
 def run(args: argparse.Namespace) -> int:
     try:
+        if getattr(args, "report_isolation", False):
+            return _report_isolation(args.min_isolation)
         limits = _limits(args)
         single = any(getattr(args, k, None) is not None for k in ("problem", "solution", "problem_id"))
         many = any(getattr(args, k, None) is not None for k in ("problems", "solutions"))
@@ -82,6 +87,15 @@ def run(args: argparse.Namespace) -> int:
         if isinstance(e, (ProblemError, OSError, ValueError)):
             return _bad(str(e))
         raise
+
+
+def _report_isolation(min_isolation: str) -> int:
+    from axiom_ray.sandbox import detect_isolation, level_rank
+
+    report = detect_isolation()
+    ok = level_rank(report.level) >= level_rank(min_isolation)
+    print(json.dumps({**report.to_dict(), "min_isolation": min_isolation, "meets_minimum": ok}), flush=True)
+    return EXIT_PASSED if ok else EXIT_BAD_INPUT
 
 
 def _bad(message: str) -> int:

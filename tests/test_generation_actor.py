@@ -16,8 +16,16 @@ PROBLEMS = [
     {"id": "add", "prompt": "Return the sum of a and b.", "entry_point": "add"},
     {"id": "rev", "prompt": "Reverse the string s.", "entry_point": "reverse_string"},
 ]
-KEYS = {"problem_id", "index", "completion", "code", "num_tokens", "finish_reason", "model",
-        "adapter"}
+KEYS = {
+    "problem_id",
+    "index",
+    "completion",
+    "code",
+    "num_tokens",
+    "finish_reason",
+    "model",
+    "adapter",
+}
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +48,10 @@ def actor(ray_cluster: Any, assets: dict[str, str]) -> Iterator[Any]:
 
 def requests_for(ray: Any, actor: Any) -> list[dict[str, Any]]:
     prompts = ray.get(actor.render_prompts.remote(PROBLEMS))
-    return [{"problem_id": p["id"], "prompt": text, "entry_point": p["entry_point"]}
-            for p, text in zip(PROBLEMS, prompts, strict=True)]
+    return [
+        {"problem_id": p["id"], "prompt": text, "entry_point": p["entry_point"]}
+        for p, text in zip(PROBLEMS, prompts, strict=True)
+    ]
 
 
 def greedy(ray: Any, actor: Any, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -67,13 +77,21 @@ def test_generate_returns_candidate_rows(ray_cluster: Any, actor: Any) -> None:
     rows = ray_cluster.get(actor.generate.remote(requests, 3, 1.0, 0.95, 8, 123))
     assert len(rows) == 6
     assert [(r["problem_id"], r["index"]) for r in rows] == [
-        ("add", 0), ("add", 1), ("add", 2), ("rev", 0), ("rev", 1), ("rev", 2)]
+        ("add", 0),
+        ("add", 1),
+        ("add", 2),
+        ("rev", 0),
+        ("rev", 1),
+        ("rev", 2),
+    ]
     for row in rows:
         assert set(row) == KEYS
         assert row["model"] == "model" and row["adapter"] is None
         assert 1 <= row["num_tokens"] <= 8 and isinstance(row["code"], str)
     after = ray_cluster.get(actor.stats.remote())
-    assert after["tokens_generated"] - before["tokens_generated"] == sum(r["num_tokens"] for r in rows)
+    assert after["tokens_generated"] - before["tokens_generated"] == sum(
+        r["num_tokens"] for r in rows
+    )
     assert after["candidates_generated"] - before["candidates_generated"] == 6
     # The same call seed reproduces; a problem's samples do not depend on its batch.
     again = ray_cluster.get(actor.generate.remote(requests, 3, 1.0, 0.95, 8, 123))
@@ -98,7 +116,8 @@ def test_adapter_loads_live_without_restart(
     info = ray_cluster.get(actor.info.remote())
     assert info["adapter"] == "iter2" and info["adapter_path"] != assets["adapter2"]
     assert [r["completion"] for r in greedy(ray_cluster, actor, requests)] != [
-        r["completion"] for r in tuned]
+        r["completion"] for r in tuned
+    ]
     ray_cluster.get(actor.use_base.remote())
     assert greedy(ray_cluster, actor, requests) == base
     assert ray_cluster.get(actor.ready.remote())["pid"] == pid  # same process throughout

@@ -75,8 +75,9 @@ def test_generate_shapes_and_token_counts(engine: Engine, prompts: list[str]) ->
 
 def test_sampling_is_seeded_per_prompt(engine: Engine, prompts: list[str]) -> None:
     def texts(seed: int, seeds: list[int] | None = None) -> list[list[str]]:
-        rows = engine.generate(prompts, n=2, temperature=1.0, top_p=1.0, max_tokens=6,
-                               seed=seed, seeds=seeds)
+        rows = engine.generate(
+            prompts, n=2, temperature=1.0, top_p=1.0, max_tokens=6, seed=seed, seeds=seeds
+        )
         return [[c.text for c in row] for row in rows]
 
     assert texts(7) == texts(7)

@@ -63,7 +63,9 @@ def test_messages_accept_plain_dicts() -> None:
 
 
 def test_code_stub_is_fenced_and_signature_kept() -> None:
-    user = build_messages({"id": "HumanEval/0", "prompt": STUB, "entry_point": "has_close_elements"})[1]
+    user = build_messages(
+        {"id": "HumanEval/0", "prompt": STUB, "entry_point": "has_close_elements"}
+    )[1]
     text = user["content"]
     assert "```python\nfrom typing import List" in text
     assert "def has_close_elements(numbers: List[float], threshold: float) -> bool:" in text

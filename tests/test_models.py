@@ -92,7 +92,10 @@ def test_local_folder_resolves_to_absolute_path(tmp_path: Path, monkeypatch) -> 
 
 
 def test_hub_id_is_returned_as_is() -> None:
-    assert resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct") == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    assert (
+        resolve_model("HuggingFaceTB/SmolLM2-135M-Instruct")
+        == "HuggingFaceTB/SmolLM2-135M-Instruct"
+    )
     assert resolve_model("gpt2") == "gpt2"
 
 
@@ -116,8 +119,9 @@ def test_concurrent_first_use_converts_once_and_atomically(tmp_path: Path, monke
 
     monkeypatch.setattr(models, "convert_gguf", fake_convert)
     results: list[str] = []
-    threads = [threading.Thread(target=lambda: results.append(resolve_model("default")))
-               for _ in range(4)]
+    threads = [
+        threading.Thread(target=lambda: results.append(resolve_model("default"))) for _ in range(4)
+    ]
     for t in threads:
         t.start()
     assert not models.default_model_dir().exists()  # not published while converting
@@ -128,7 +132,8 @@ def test_concurrent_first_use_converts_once_and_atomically(tmp_path: Path, monke
     assert results == [str(target)] * 4
     assert len(calls) == 1
     assert sorted(p.name for p in target.parent.iterdir()) == [
-        f".{DEFAULT_MODEL_NAME}.lock", DEFAULT_MODEL_NAME,
+        f".{DEFAULT_MODEL_NAME}.lock",
+        DEFAULT_MODEL_NAME,
     ]
 
 

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import textwrap
 
 import pytest
@@ -288,6 +289,28 @@ def test_each_available_level_judges_correctly(level):
         assert run(j, CHECK, CHECK.prompt + "    return s[-1:] + s[:-1]\n").passed
 
 
+def test_judge_restarts_a_dead_fork_server():
+    import signal
+
+    with Judge(LIMITS, min_isolation="rlimits") as j:
+        assert run(j, ADD, ADD_OK).passed
+        os.killpg(j._server.proc.pid, signal.SIGKILL)  # the whole server, from outside
+        j._server.proc.wait()
+        v = run(j, ADD, ADD_OK)
+        assert v.passed, v
+
+
+def test_judge_one_and_closed_judge():
+    from axiom_ray.sandbox import judge_one
+
+    assert judge_one(ADD, ADD_OK, LIMITS, min_isolation="rlimits").passed
+    j = Judge(LIMITS, min_isolation="rlimits")
+    j.close()
+    j.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        j.judge(ADD, ADD_OK)
+
+
 def test_refuses_to_start_below_the_minimum_with_the_reason():
     with pytest.raises(SandboxUnavailable, match="below the required minimum 'landlock'"):
         Judge(LIMITS, isolation="seccomp", min_isolation="landlock")
@@ -331,6 +354,43 @@ def test_works_as_an_unprivileged_user():
     levels = json.loads(r.stdout.strip().splitlines()[-1])
     assert [lv[1:] for lv in levels] == [[True, False]] * 3
     assert levels[1][0] == "landlock" or detect_isolation().features["landlock_abi"] == 0
+
+
+def test_falls_back_without_user_namespaces():
+    """Kubernetes pods often forbid user namespaces: simulate one with a seccomp filter that
+    refuses unshare/mount (as uid 1000 where we can), and expect the next level, announced."""
+    script = textwrap.dedent(f"""
+        import json, os, sys
+        sys.path.insert(0, {REPO!r})
+        from axiom_ray.sandbox import kernel
+        prog, _ = kernel.seccomp_program((), confine_signals=False)
+        kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
+        kernel.install_seccomp(prog)
+        from axiom_ray.problems import Problem, TestCase
+        from axiom_ray.sandbox import Judge, Limits, SandboxUnavailable, detect_isolation
+        p = Problem(id="add", title="add", difficulty="easy", prompt="", entry_point="add",
+                    tests=(TestCase((1, 2), {{}}, 3),))
+        report = detect_isolation()
+        try:
+            Judge(Limits(timeout_s=1), min_isolation="namespaces")
+            refused = ""
+        except SandboxUnavailable as e:
+            refused = str(e)
+        with Judge(Limits(timeout_s=1), min_isolation="rlimits") as j:
+            ok = j.judge(p, "def add(a, b):\\n    return a + b\\n").passed
+        print(json.dumps([report.level, report.missing, refused, ok, os.getuid()]))
+    """)
+    if os.geteuid() == 0 and shutil.which("setpriv") and os.path.exists("/usr/bin/python3"):
+        argv = ["setpriv", "--reuid", "1000", "--regid", "1000", "--clear-groups", "/usr/bin/python3", "-c", script]
+    else:
+        argv = [sys.executable, "-c", script]
+    r = subprocess.run(argv, capture_output=True, text=True, cwd="/", timeout=120)
+    assert r.returncode == 0, r.stderr
+    level, missing, refused, ok, _uid = json.loads(r.stdout.strip().splitlines()[-1])
+    assert level != "namespaces" and "namespaces" in missing and ok
+    assert "below the required minimum 'namespaces'" in refused and "namespaces:" in refused
+    if detect_isolation().features["landlock_abi"] > 0:
+        assert level == "landlock"
 
 
 def test_limits_validation():

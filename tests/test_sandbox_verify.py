@@ -95,3 +95,8 @@ def test_batch_rejects_bad_rows_before_running(capsys, files):
     sols.write_text('{"problem_id": "add"}\n')
     code, _, err = verify(capsys, "--problems", files["many"], "--solutions", str(sols))
     assert code == 2 and "'code'" in err
+
+
+def test_report_isolation(capsys):
+    code, out, _ = verify(capsys, "--report-isolation")
+    assert code == 0 and out[0]["meets_minimum"] and out[0]["level"] in ("rlimits", "seccomp", "landlock", "namespaces")

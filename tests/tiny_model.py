@@ -65,7 +65,10 @@ def build_tiny_adapter(model_dir: str | Path, folder: str | Path, seed: int = 1,
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
     config = LoraConfig(
-        r=r, lora_alpha=4 * r, target_modules="all-linear", init_lora_weights=False,
+        r=r,
+        lora_alpha=4 * r,
+        target_modules="all-linear",
+        init_lora_weights=False,
         task_type="CAUSAL_LM",
     )
     model = get_peft_model(base, config)
@@ -80,8 +83,11 @@ def build_tiny_adapter(model_dir: str | Path, folder: str | Path, seed: int = 1,
 def tiny_assets(base: Path) -> dict[str, str]:
     """Build (once per test session, under `base`) the tiny model and two different adapters."""
     root = Path(base) / "tiny-assets"
-    paths = {"model": str(root / "model"), "adapter1": str(root / "adapter1"),
-             "adapter2": str(root / "adapter2")}
+    paths = {
+        "model": str(root / "model"),
+        "adapter1": str(root / "adapter1"),
+        "adapter2": str(root / "adapter2"),
+    }
     if not (root / "done").is_file():
         shutil.rmtree(root, ignore_errors=True)
         build_tiny_model(paths["model"])

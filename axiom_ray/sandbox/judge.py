@@ -319,6 +319,8 @@ class Judge:
             t0 = time.monotonic()
             total = problem.num_tests
             reason = self._precheck(code)
+            if problem.check is None and not problem.tests:
+                return Verdict(False, "error", 0, 0, _ms(t0), self.level, "the problem has no tests")
             if reason:
                 return Verdict(False, "rejected", 0, total, _ms(t0), self.level, reason)
             if self._server is None or not self._server.alive():

@@ -157,13 +157,16 @@ def lock_securebits() -> None:
     prctl(PR_SET_SECUREBITS, 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40 | 0x80)
 
 
+_CAP_HEADER = ctypes.create_string_buffer(struct.pack("=Ii", 0x20080522, 0), 8)  # version 3, self
+_CAP_DATA = ctypes.create_string_buffer(24)  # two zeroed __user_cap_data_struct
+
+
 def clear_capabilities() -> None:
-    """Empty the ambient, inheritable, permitted and effective sets of this process."""
+    """Empty the ambient, inheritable, permitted and effective sets of this process. (The
+    buffers are built at import, in the server: a fork child touches as little as it can.)"""
     with contextlib.suppress(OSError):  # kernels before 4.3 have no ambient set
         prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
-    header = ctypes.create_string_buffer(struct.pack("=Ii", 0x20080522, 0), 8)  # version 3, self
-    data = ctypes.create_string_buffer(24)  # two zeroed __user_cap_data_struct
-    if _syscall(_NR[ARCH]["capset"], header, data) != 0:  # type: ignore[arg-type]
+    if _syscall(_NR[ARCH]["capset"], _CAP_HEADER, _CAP_DATA) != 0:
         raise _err("capset")
 
 
