@@ -61,7 +61,7 @@ class VerifierConfig:
     timeout: float = 5.0  # CPU seconds per candidate (wall limit derived from it)
     memory_mb: int = 1024  # address-space limit per candidate
     workers: int = 0  # verifier actors; 0: sized from the cluster's CPUs
-    min_isolation: str = "rlimits"  # refuse to start below this isolation level
+    min_isolation: str = "landlock"  # refuse to start below this level (rlimits < seccomp < landlock < namespaces)
     batch_size: int = 8  # candidates per verifier call
 
     def __post_init__(self) -> None:
@@ -69,6 +69,8 @@ class VerifierConfig:
         _require(self.memory_mb >= 64, "verifier.memory_mb", "must be >= 64")
         _require(self.workers >= 0, "verifier.workers", "must be >= 0")
         _require(self.batch_size >= 1, "verifier.batch_size", "must be >= 1")
+        _require(self.min_isolation in ("rlimits", "seccomp", "landlock", "namespaces"), "verifier.min_isolation",
+                 "rlimits, seccomp, landlock or namespaces")
 
 
 @dataclass(frozen=True)

@@ -105,7 +105,7 @@ class Loop:
         run.storage.clean_temps(iter_dir(k))
         tmp = run.storage.temp_name(final)
         verify_problems = {p.id: p.to_dict() for p in problems}
-        limits = {"timeout_s": cfg.verifier.timeout, "memory_mb": cfg.verifier.memory_mb}
+        limits = verifier_limits(cfg)
         todo = dict(prompts)
         t0 = time.perf_counter()
         for attempt in range(attempts):
@@ -222,6 +222,24 @@ class Loop:
         return self.prompts[kind]
 
 
+def verifier_limits(cfg: RunConfig) -> dict[str, Any]:
+    return {"timeout_s": cfg.verifier.timeout, "memory_mb": cfg.verifier.memory_mb,
+            "min_isolation": cfg.verifier.min_isolation}
+
+
+def check_isolation(cfg: RunConfig) -> None:
+    """Fail before any actor starts when this machine cannot sandbox at the configured level
+    (each verifier checks again on its own node)."""
+    from axiom_ray.sandbox import LEVELS, SandboxUnavailable, detect_isolation
+
+    report = detect_isolation()
+    if LEVELS.index(report.level) < LEVELS.index(cfg.verifier.min_isolation):
+        raise SandboxUnavailable(
+            f"the sandbox reaches isolation level {report.level!r} here, below verifier.min_isolation="
+            f"{cfg.verifier.min_isolation!r}: {report.describe()}")
+    log.info("sandbox isolation: %s", report.level)
+
+
 def start_generators(cfg: RunConfig, plan: Plan, run_id: str) -> list[Any]:
     """One actor per engine replica, each with its own seed (identical seeds would give
     identical samples), named so the dashboard shows which is which."""
@@ -248,6 +266,7 @@ def prepare(cfg: RunConfig, fork: bool = False, with_generators: bool = True) ->
     from axiom_ray.models import resolve_model
 
     problems = load_problems(cfg)
+    check_isolation(cfg)
     model_path = resolve_model(cfg.model)  # a missing folder fails here, before any cluster work
     run = RunDir.open_or_create(default_storage(cfg), cfg, fork=fork)
     run.manifest["problems"] = {"train": [p.id for p in problems.train], "eval": [p.id for p in problems.eval]}

