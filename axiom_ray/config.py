@@ -133,6 +133,7 @@ class RunConfig:
     seed: int = 0
     experiment: str = "axiom-rl"
     storage: str = ""  # the run directory; "" -> ./runs/<experiment> (made absolute)
+    shared_storage: bool = False  # a local path that every node mounts (NFS...): allow it on a multi-node cluster
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     verifier: VerifierConfig = field(default_factory=VerifierConfig)
     data: DataConfig = field(default_factory=DataConfig)

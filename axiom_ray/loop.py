@@ -8,7 +8,12 @@ samples of model k-1 (or of every earlier model with data.accumulate). Per model
 `samples` is model k on the training problems (the data for adapter k+1 and axiom-rl's
 "Model N+1" figures); `eval` is model k on the held-out problems. A phase marked done in the
 manifest is never redone; one that was cut off is redone from its start into a fresh temporary
-directory and published by a rename, so no half phase is ever read.
+directory and published by a rename, so no half phase is ever read. Training resumes from its
+last Ray Train checkpoint (kept in the run directory), so a cut-off train phase loses at most
+one epoch.
+
+Generator actors are restarted by Ray when they die (`max_restarts`); the pipeline reloads the
+current adapter into a restarted one and resubmits its prompts (see pipeline.py).
 """
 
 from __future__ import annotations
@@ -29,6 +34,9 @@ log = logging.getLogger(__name__)
 
 # Environment for the actors: no hub is reachable, and tokenizers' threads fight the engines.
 ACTOR_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+# Restarts Ray grants a dead generator (OOM, node loss) before the run fails. Bounded: an engine
+# that dies on every start must stop the run, not loop for ever.
+GENERATOR_MAX_RESTARTS = 4
 
 
 @dataclass
@@ -58,10 +66,16 @@ class Loop:
     model_path: str  # the resolved base model (the embedded default's cache folder, or as given)
     prompts: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> problem id -> prompt
     loaded_adapter: str | None = None
+    loaded_version: int = 0  # the LoRA int id the loaded adapter was given
 
     # --- phases --------------------------------------------------------------------------
     def run_all(self) -> None:
         for k in range(self.cfg.iterations + 1):
+            if all(self.run.is_done(k, name) for name in self.phase_names(k)):
+                # Finished before a resume: not even redeploy (its adapter is only needed by
+                # phases that are done; the next iteration trains from the manifest's paths).
+                log.info("[iter %d] already done, skipped", k)
+                continue
             metrics.gauge("iteration", k, run=self.run.run_id)
             if k > 0:
                 self.phase(k, "train", lambda k=k: self.train(k))
@@ -69,6 +83,10 @@ class Loop:
             self.phase(k, "samples", lambda k=k: self.sample(k, "samples"))
             if self.problems.eval:
                 self.phase(k, "eval", lambda k=k: self.sample(k, "eval"))
+
+    def phase_names(self, k: int) -> list[str]:
+        names = ["train", "redeploy"] if k > 0 else []
+        return [*names, "samples", *(["eval"] if self.problems.eval else [])]
 
     def phase(self, k: int, name: str, fn: Callable[[], dict[str, Any]], always: bool = False) -> None:
         """Run one named phase unless the manifest says it is done; time it and log one line.
@@ -112,7 +130,8 @@ class Loop:
             spec = PassSpec(
                 run_id=run.run_id, iteration=k, kind=kind, attempt=attempt, n=n, temperature=temperature,
                 top_p=cfg.generation.top_p, max_tokens=cfg.generation.max_tokens, seed=cfg.seed,
-                adapter=self.loaded_adapter)
+                adapter=self.loaded_adapter, adapter_version=self.loaded_version,
+                adapter_uri=run.resolve(self.loaded_adapter) if self.loaded_adapter else None)
             run_pass(generators=self.generators, prompts=todo, spec=spec, verify_problems=verify_problems,
                      verifier_limits=limits, verifier_workers=self.plan.verifier_workers,
                      verifier_batch_size=cfg.verifier.batch_size,
@@ -165,7 +184,7 @@ class Loop:
         run.set_adapter(k, adapter_rel)
         out = {key: getattr(result, key) for key in (
             "examples", "dropped", "steps", "tokens", "train_seconds", "fit_seconds", "final_loss",
-            "tokens_per_second")}
+            "tokens_per_second", "resumed_from_epoch")}
         metrics.gauge("train_loss", result.final_loss, run=run.run_id)
         metrics.gauge("train_tokens_per_second", result.tokens_per_second, run=run.run_id)
         return out
@@ -184,18 +203,16 @@ class Loop:
 
     # --- generators ----------------------------------------------------------------------
     def ensure_adapter(self, k: int) -> float:
-        """Make the live generators serve model k (no restart): load its adapter if needed."""
-        import ray
+        """Make the live generators serve model k (no restart): load its adapter if needed.
+        (A generator restarted since is caught by the pipeline, which reloads it.)"""
+        from axiom_ray.pipeline import load_on_all
 
         want = self.run.adapter(k)
         if want == self.loaded_adapter:
             return 0.0
         t0 = time.perf_counter()
-        if want is None:
-            ray.get([g.use_base.remote() for g in self.generators])
-        else:
-            ray.get([g.load_adapter.remote(self.run.resolve(want), k) for g in self.generators])
-        self.loaded_adapter = want
+        load_on_all(self.generators, self.run.resolve(want) if want else None, k)
+        self.loaded_adapter, self.loaded_version = want, k
         seconds = time.perf_counter() - t0
         metrics.gauge("adapter_swap_seconds", seconds, run=self.run.run_id)
         return seconds
@@ -217,7 +234,14 @@ class Loop:
         if kind not in self.prompts:
             import ray
 
-            rendered = ray.get(self.generators[0].render_prompts.remote([p.to_dict() for p in problems]))
+            from axiom_ray.pipeline import actor_errors, wait_ready
+
+            dicts = [p.to_dict() for p in problems]
+            try:
+                rendered = ray.get(self.generators[0].render_prompts.remote(dicts))
+            except actor_errors():
+                wait_ready(self.generators[0])  # restarted: the tokenizer does not depend on state
+                rendered = ray.get(self.generators[0].render_prompts.remote(dicts))
             self.prompts[kind] = dict(zip([p.id for p in problems], rendered, strict=True))
         return self.prompts[kind]
 
@@ -248,15 +272,25 @@ def start_generators(cfg: RunConfig, plan: Plan, run_id: str) -> list[Any]:
     from axiom_ray.generation.actor import GeneratorActor
 
     remote = ray.remote(GeneratorActor)
-    actors = [
-        remote.options(
-            name=f"axiom-generator-{run_id}-{i}", num_gpus=plan.gen_num_gpus,
-            num_cpus=plan.gen_num_cpus, runtime_env={"env_vars": ACTOR_ENV}, max_restarts=0,
-        ).remote(model=cfg.model, engine=cfg.generation.engine, seed=cfg.seed + 1000 * i, cfg=cfg.generation)
-        for i in range(plan.replicas)
-    ]
+    actors = [remote.options(**generator_options(plan, run_id, i)).remote(**generator_args(cfg, i))
+              for i in range(plan.replicas)]
     ray.get([a.ready.remote() for a in actors])
     return actors
+
+
+def generator_options(plan: Plan, run_id: str, i: int) -> dict[str, Any]:
+    """Ray options of generator replica i. Ray restarts a dead one; its calls are not retried
+    by Ray (max_task_retries=0) because a restarted engine serves the base model: the pipeline
+    reloads the adapter first, then resubmits."""
+    return {"name": f"axiom-generator-{run_id}-{i}", "num_gpus": plan.gen_num_gpus,
+            "num_cpus": plan.gen_num_cpus, "runtime_env": {"env_vars": ACTOR_ENV},
+            "max_restarts": GENERATOR_MAX_RESTARTS, "max_task_retries": 0}
+
+
+def generator_args(cfg: RunConfig, i: int) -> dict[str, Any]:
+    """Constructor arguments of replica i: its own seed (a restart gets the same one back)."""
+    return {"model": cfg.model, "engine": cfg.generation.engine, "seed": cfg.seed + 1000 * i,
+            "cfg": cfg.generation}
 
 
 def prepare(cfg: RunConfig, fork: bool = False, with_generators: bool = True) -> Loop:

@@ -4,6 +4,17 @@ Generation and verification stream: each generated batch flows to the verifier p
 generators work on the next, and rows go to Parquet as they are judged, so nothing holds a whole
 iteration in the driver. The generator actors live for the whole run (they keep the engine and
 the current adapter); the Ray Data stage in front of them only routes batches to them.
+
+Failures inside a pass lose and double nothing:
+- a generator actor that dies is restarted by Ray (the loop starts them with `max_restarts`);
+  `GenerateBatch` waits for it, loads the pass's adapter into the fresh engine (a restart re-runs
+  `__init__`, which serves the base model) and resubmits that replica's prompts. Sampling seeds
+  depend only on the replica, the pass and the problem, so the resubmitted prompts give the
+  candidates the lost call would have given;
+- a verifier (or routing) actor that dies is restarted by Ray Data and its in-flight batch is
+  retried (`max_restarts`/`max_task_retries` below): judging is a pure function of the rows, and
+  a retried write task rewrites the same file name (Ray Data names files by write id and task
+  index), so no row is lost or doubled.
 """
 
 from __future__ import annotations
@@ -21,6 +32,15 @@ from axiom_ray.samples import code_hash, sample_id, sample_schema, select_traini
 
 log = logging.getLogger(__name__)
 
+GENERATOR_CALL_ATTEMPTS = 4  # one call plus up to three resubmissions after a generator restart
+RESTART_WAIT_S = 600.0  # how long to wait for a restarted generator (vLLM loads in ~20 s on CPU)
+# Ray Data actors (routing and verifier pools): restart without limit, retry in-flight batches.
+STAGE_FAULT_TOLERANCE = {"max_restarts": -1, "max_task_retries": -1}
+
+
+class GeneratorLost(RuntimeError):
+    """A generator actor stayed dead (its restarts are spent) or kept failing the same call."""
+
 
 @dataclass(frozen=True)
 class PassSpec:
@@ -36,6 +56,8 @@ class PassSpec:
     max_tokens: int
     seed: int
     adapter: str | None  # run-relative path of the adapter serving this pass; None for the base
+    adapter_uri: str | None = None  # where a restarted generator reloads that adapter from
+    adapter_version: int = 0  # its LoRA int id (the iteration that trained it)
 
 
 def pass_seed(spec: PassSpec) -> int:
@@ -55,23 +77,46 @@ class GenerateBatch:
         self.entry_points = entry_points  # lets code extraction prefer the block defining it
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list[Any]]:
-        import ray
-
-        spec = self.spec
         by_replica: dict[int, list[dict[str, Any]]] = {}
         for pid, prompt, replica in zip(batch["problem_id"], batch["prompt"], batch["replica"], strict=True):
             req = {"problem_id": str(pid), "prompt": str(prompt), "entry_point": self.entry_points.get(str(pid))}
             by_replica.setdefault(int(replica) % len(self.generators), []).append(req)
-        refs = [
-            self.generators[r].generate.remote(
-                reqs, n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
-                max_tokens=spec.max_tokens, seed=pass_seed(spec))
-            for r, reqs in by_replica.items()
-        ]
+        # Submit to every replica first so they work in parallel, then collect each.
+        refs = {r: self._submit(r, reqs) for r, reqs in by_replica.items()}
+        results = [self._collect(r, by_replica[r], ref) for r, ref in refs.items()]
         prompts = {str(p): str(q) for p, q in zip(batch["problem_id"], batch["prompt"], strict=True)}
         created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-        rows = [self._row(c, prompts, created) for result in ray.get(refs) for c in result]
+        rows = [self._row(c, prompts, created) for result in results for c in result]
         return _columns(rows)
+
+    def _submit(self, replica: int, reqs: list[dict[str, Any]]) -> Any:
+        spec = self.spec
+        return self.generators[replica].generate.remote(
+            reqs, n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
+            max_tokens=spec.max_tokens, seed=pass_seed(spec))
+
+    def _collect(self, replica: int, reqs: list[dict[str, Any]], ref: Any) -> list[dict[str, Any]]:
+        """The candidates of one replica's call, resubmitted after the generator restarts."""
+        import ray
+
+        actor, why = self.generators[replica], ""
+        for attempt in range(GENERATOR_CALL_ATTEMPTS):
+            try:
+                if ref is None:
+                    restore_generator(actor, self.spec.adapter_uri, self.spec.adapter_version)
+                    ref = self._submit(replica, reqs)
+                out = ray.get(ref)
+            except actor_errors() as e:
+                why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
+            else:
+                if serves_adapter(out, self.spec.adapter_uri):
+                    return out
+                # Restarted between two calls: the fresh engine serves the base model.
+                why = "answered from the base model instead of the adapter (it was restarted)"
+            log.warning("generator %d (%d prompts, attempt %d): %s; resubmitting once it is back",
+                        replica, len(reqs), attempt + 1, why)
+            ref = None
+        raise GeneratorLost(f"generator {replica} failed {GENERATOR_CALL_ATTEMPTS} times: {why}")
 
     def _row(self, cand: dict[str, Any], prompts: dict[str, str], created: str) -> dict[str, Any]:
         spec = self.spec
@@ -95,6 +140,70 @@ class GenerateBatch:
             "index": int(cand["index"]),
             "finish_reason": str(cand.get("finish_reason") or ""),
         }
+
+
+def actor_errors() -> tuple[type[BaseException], ...]:
+    """What a call to a dead or restarting actor raises (ActorDiedError and
+    ActorUnavailableError are both RayActorErrors)."""
+    from ray.exceptions import RayActorError
+
+    return (RayActorError,)
+
+
+def serves_adapter(candidates: list[dict[str, Any]], adapter_uri: str | None) -> bool:
+    """Whether a generator's candidates come from the engine state the pass asked for: a
+    restarted actor has lost its adapter, and its rows say so (`adapter` None)."""
+    want_adapter = adapter_uri is not None
+    return all((c.get("adapter") is not None) == want_adapter for c in candidates)
+
+
+def wait_ready(actor: Any, wait_s: float = RESTART_WAIT_S) -> dict[str, Any]:
+    """Block until the actor answers (Ray queues calls while it restarts); its ready() info."""
+    import ray
+    from ray.exceptions import GetTimeoutError
+
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            return ray.get(actor.ready.remote(), timeout=max(1.0, deadline - time.monotonic()))
+        except (*actor_errors(), GetTimeoutError) as e:
+            # A call sent before Ray noticed the death fails at once: ask again until it is back.
+            if time.monotonic() >= deadline:
+                raise GeneratorLost(f"generator not back after {wait_s:.0f}s: {e}") from e
+            time.sleep(0.5)
+
+
+def restore_generator(actor: Any, adapter_uri: str | None, adapter_version: int) -> None:
+    """Bring a (possibly restarted) generator back to the pass's engine state."""
+    import ray
+
+    wait_ready(actor)
+    if adapter_uri is None:
+        ray.get(actor.use_base.remote())
+    else:
+        ray.get(actor.load_adapter.remote(adapter_uri, adapter_version))
+
+
+def load_on_all(generators: list[Any], adapter_uri: str | None, adapter_version: int) -> None:
+    """Make every generator serve `adapter_uri` (None: the base), in parallel; a generator that
+    dies meanwhile is waited for and loaded again once restarted."""
+    import ray
+
+    refs = [g.use_base.remote() if adapter_uri is None else g.load_adapter.remote(adapter_uri, adapter_version)
+            for g in generators]
+    for actor, ref in zip(generators, refs, strict=True):
+        for attempt in range(GENERATOR_CALL_ATTEMPTS):
+            try:
+                if ref is None:
+                    restore_generator(actor, adapter_uri, adapter_version)
+                else:
+                    ray.get(ref)
+                break
+            except actor_errors() as e:
+                if attempt == GENERATOR_CALL_ATTEMPTS - 1:
+                    raise GeneratorLost(f"could not load {adapter_uri or 'the base model'}: {e}") from e
+                log.warning("generator died while loading %s; retrying once it is back", adapter_uri or "the base")
+                ref = None
 
 
 def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -148,6 +257,9 @@ def run_pass(
         batch_size=generate_batch_size,
         compute=ray.data.ActorPoolStrategy(size=len(generators)),
         num_cpus=0,  # it only routes; the generator actors hold the resources
+        # A routing actor that dies is restarted and its batch resent: the same requests give the
+        # same candidates (seeded per replica, pass and problem), so nothing is doubled.
+        **STAGE_FAULT_TOLERANCE,
     )
     ds = ds.map_batches(
         verify_stage_class(),
@@ -156,6 +268,10 @@ def run_pass(
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, verifier_workers)),
         num_cpus=1,
+        # A verifier killed mid-batch (OOM, node loss) is restarted and the batch judged again.
+        # Ray Data defaults to this today; it is stated here because the no-loss, no-double
+        # guarantee of a pass depends on it.
+        **STAGE_FAULT_TOLERANCE,
     )
     ds.write_parquet(out_uri)
     seconds = time.perf_counter() - t0

@@ -1,0 +1,149 @@
+"""Test double and driver for the resume and fault tests (tests/test_resume.py, test_faults.py).
+
+TEST DOUBLE, used only by those tests: `ScriptedGenerator` is the real `GeneratorActor` on the
+tiny random model (tests/tiny_model.py) with three changes, so that a run of a few seconds has
+something to train on and phases long enough to be killed in:
+- candidates with index < `solved` of the problems in `solutions` are replaced by a correct
+  solution (a random model never passes, and the loop skips training without verified samples);
+  the verifier still judges them for real;
+- `generate` and `load_adapter` sleep first (`generate_delay_s`, `adapter_delay_s`), so the
+  samples, eval and redeploy phases last long enough to be caught `running` and killed;
+- nothing else: the engine, seeds, adapters and rows are the production code paths.
+Real engines are tested in test_generation_*.py and test_loop.py.
+
+As a script this is the driver the resume test kills: it connects to the test session's cluster
+(RAY_ADDRESS), swaps `axiom_ray.loop.start_generators` for the scripted one and runs the loop:
+
+    RAY_ADDRESS=... python tests/fault_driver.py --model DIR --storage DIR [--set key=value ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from axiom_ray.generation.actor import GeneratorActor
+from axiom_ray.generation.engines import Completion
+
+SOLUTIONS = {
+    "two_sum": (
+        "def two_sum(nums, target):\n    seen = {}\n    for i, x in enumerate(nums):\n"
+        "        if target - x in seen:\n            return [seen[target - x], i]\n        seen[x] = i\n"
+    ),
+    "reverse_string": "def reverse_string(s):\n    return s[::-1]\n",
+    "is_palindrome": (
+        "def is_palindrome(s):\n    t = [c.lower() for c in s if c.isalnum()]\n    return t == t[::-1]\n"
+    ),
+    "fizzbuzz": (
+        "def fizzbuzz(n):\n    out = []\n    for i in range(1, n + 1):\n"
+        "        out.append('FizzBuzz' if i % 15 == 0 else 'Fizz' if i % 3 == 0 else"
+        " 'Buzz' if i % 5 == 0 else str(i))\n    return out\n"
+    ),
+}
+DONE_MARKER = "FAULT_DRIVER_DONE"
+
+
+class ScriptedGenerator(GeneratorActor):
+    """GeneratorActor with scripted correct answers and slowed calls (see the module doc)."""
+
+    def __init__(self, *args: Any, solutions: dict[str, str] | None = None, solved: int = 1,
+                 generate_delay_s: float = 0.0, adapter_delay_s: float = 0.0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.solutions = solutions if solutions is not None else SOLUTIONS
+        self.solved = solved
+        self.generate_delay_s = generate_delay_s
+        self.adapter_delay_s = adapter_delay_s
+
+    def generate(self, requests: list[dict[str, Any]], *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        time.sleep(self.generate_delay_s)
+        return super().generate(requests, *args, **kwargs)
+
+    def load_adapter(self, path_or_uri: str, iteration: int) -> float:
+        time.sleep(self.adapter_delay_s)
+        return super().load_adapter(path_or_uri, iteration)
+
+    def _row(self, request: dict[str, Any], index: int, completion: Any) -> dict[str, Any]:
+        code = self.solutions.get(request["problem_id"])
+        if code is not None and index < self.solved:
+            completion = Completion(text=f"```python\n{code}```", num_tokens=completion.num_tokens,
+                                    finish_reason="stop")
+        return super()._row(request, index, completion)
+
+
+def start_scripted_generators(cfg: Any, plan: Any, run_id: str, **script: Any) -> list[Any]:
+    """`axiom_ray.loop.start_generators` with ScriptedGenerator: the same Ray options
+    (restarts included) and constructor arguments, plus the script."""
+    import ray
+
+    from axiom_ray.loop import generator_args, generator_options
+
+    remote = ray.remote(ScriptedGenerator)
+    actors = [remote.options(**generator_options(plan, run_id, i)).remote(**generator_args(cfg, i), **script)
+              for i in range(plan.replicas)]
+    ray.get([a.ready.remote() for a in actors])
+    return actors
+
+
+def use_scripted_generators(**script: Any) -> None:
+    """Make the loop start scripted generators (in this process)."""
+    import axiom_ray.loop
+
+    axiom_ray.loop.start_generators = functools.partial(start_scripted_generators, **script)
+
+
+def _pickle_by_value() -> None:
+    """Ray workers cannot import this tests/ module by name: ship its classes by value."""
+    if __name__ != "__main__":
+        from ray import cloudpickle
+
+        cloudpickle.register_pickle_by_value(sys.modules[__name__])
+
+
+_pickle_by_value()
+
+
+def resume_config(model: str, storage: str, *extra: str) -> Any:
+    """The resume test's run: iteration 0 and 1 (train, redeploy, samples, eval) on three
+    problems, one prompt per Ray Data block so that rows reach Parquet while later prompts are
+    still being sampled (a kill can land mid-write)."""
+    from axiom_ray.config import build_config
+
+    return build_config(overrides=[
+        f"model={model}", f"storage={storage}", "iterations=1", "generation.engine=transformers",
+        "problems=two_sum,fizzbuzz,reverse_string", "generation.samples=2", "generation.max_tokens=8",
+        "generation.batch_size=1", "evaluation.problems=is_palindrome", "evaluation.samples=2",
+        "verifier.workers=1", "verifier.batch_size=2", "training.epochs=3", "training.grad_accum=1",
+        *extra])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="run the loop with scripted generators")
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--storage", required=True)
+    parser.add_argument("--generate-delay", type=float, default=0.0)
+    parser.add_argument("--adapter-delay", type=float, default=0.0)
+    parser.add_argument("--set", action="append", default=[], dest="overrides")
+    args = parser.parse_args()
+
+    import logging
+
+    import ray
+
+    from axiom_ray.loop import run_iterations
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    ray.init(address=os.environ["RAY_ADDRESS"], log_to_driver=False)
+    use_scripted_generators(generate_delay_s=args.generate_delay, adapter_delay_s=args.adapter_delay)
+    run_iterations(resume_config(args.model, args.storage, *args.overrides))
+    print(DONE_MARKER, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    sys.exit(main())
