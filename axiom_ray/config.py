@@ -95,7 +95,7 @@ class TrainingConfig:
     lr: float = 2e-4
     max_seq_len: int = 1024
     num_workers: int = 1  # Ray Train workers
-    cpus_per_worker: float = 1
+    cpus_per_worker: float = 2  # also its torch threads: 2 trains ~2x faster than 1 on 2 cores
     use_gpu: str = "auto"  # auto | true | false
     from_base: bool = True  # each iteration trains a fresh adapter on the base (ReST-EM)
     seed: int = 0

@@ -12,7 +12,7 @@ task copied inside a long training prompt scores 1.0). N-grams that occur in mor
 find the ..."), not of one task, and are ignored on both sides.
 
     axiom problems contamination [--train train,codeio] [--heldout heldout,mbpp,humaneval]
-                                 [--n 8] [--threshold 0.5] [--out report.json]
+                                 [--n 8] [--threshold 0.3] [--out report.json]
 
 Pure standard library; no Ray.
 """
@@ -32,7 +32,7 @@ from typing import Any
 from axiom_ray.problems import Problem, ProblemError, resolve_problems
 
 DEFAULT_N = 8
-DEFAULT_THRESHOLD = 0.5
+DEFAULT_THRESHOLD = 0.3
 DEFAULT_MAX_DF = 5
 DEFAULT_MIN_SHARED = 2
 DEFAULT_TRAIN = "train,codeio"

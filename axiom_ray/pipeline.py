@@ -12,9 +12,11 @@ Failures inside a pass lose and double nothing:
   depend only on the replica, the pass and the problem, so the resubmitted prompts give the
   candidates the lost call would have given;
 - a verifier (or routing) actor that dies is restarted by Ray Data and its in-flight batch is
-  retried (`max_restarts`/`max_task_retries` below): judging is a pure function of the rows, and
-  a retried write task rewrites the same file name (Ray Data names files by write id and task
-  index), so no row is lost or doubled.
+  retried: Ray Data gives its actor pools `max_restarts=-1, max_task_retries=-1` by default (and
+  deprecates setting them per call, so they are not repeated here; tests/test_faults.py checks
+  the behaviour). Judging is a pure function of the rows, routing resends the same requests
+  (same seeds, same candidates), and a retried write task rewrites the same file name (Ray Data
+  names files by write id and task index), so no row is lost or doubled.
 """
 
 from __future__ import annotations
@@ -34,8 +36,6 @@ log = logging.getLogger(__name__)
 
 GENERATOR_CALL_ATTEMPTS = 4  # one call plus up to three resubmissions after a generator restart
 RESTART_WAIT_S = 600.0  # how long to wait for a restarted generator (vLLM loads in ~20 s on CPU)
-# Ray Data actors (routing and verifier pools): restart without limit, retry in-flight batches.
-STAGE_FAULT_TOLERANCE = {"max_restarts": -1, "max_task_retries": -1}
 
 
 class GeneratorLost(RuntimeError):
@@ -257,9 +257,6 @@ def run_pass(
         batch_size=generate_batch_size,
         compute=ray.data.ActorPoolStrategy(size=len(generators)),
         num_cpus=0,  # it only routes; the generator actors hold the resources
-        # A routing actor that dies is restarted and its batch resent: the same requests give the
-        # same candidates (seeded per replica, pass and problem), so nothing is doubled.
-        **STAGE_FAULT_TOLERANCE,
     )
     ds = ds.map_batches(
         verify_stage_class(),
@@ -268,10 +265,6 @@ def run_pass(
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, verifier_workers)),
         num_cpus=1,
-        # A verifier killed mid-batch (OOM, node loss) is restarted and the batch judged again.
-        # Ray Data defaults to this today; it is stated here because the no-loss, no-double
-        # guarantee of a pass depends on it.
-        **STAGE_FAULT_TOLERANCE,
     )
     ds.write_parquet(out_uri)
     seconds = time.perf_counter() - t0

