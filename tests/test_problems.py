@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import gzip
+import importlib.util
 import json
 import random
 from collections.abc import Iterator
@@ -166,7 +168,7 @@ def test_at_least_200_problems_from_three_sources_with_difficulty_and_licence() 
 
 def test_default_sets_stay_small() -> None:
     """The default run evaluates on `heldout`: the imported sets must not leak into it."""
-    assert {p.set for p in P.load_set("heldout")} == set(FILE_SETS)
+    assert {p.set for p in P.load_set("heldout")} <= set(FILE_SETS)
     assert {p.set for p in P.load_set("train")} == set(FILE_SETS)
     assert len(P.load_set("heldout")) < 40
 
@@ -725,3 +727,39 @@ def test_capture_keeps_results_until_the_sandbox_stops_the_run() -> None:
     assert got[0] == capture.CallResult(True, ["a", (1, 2)])
     assert not got[1].ok and got[1].error.startswith("KeyError")
     assert len(got) == 2
+
+
+def _import_script() -> Any:
+    spec = importlib.util.spec_from_file_location(
+        "import_problems", Path(__file__).resolve().parent.parent / "scripts/import_problems.py"
+    )
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_import_script_writes_loadable_files(tmp_path: Path) -> None:
+    script = _import_script()
+    rows = [_mbpp_row(["assert candidate(1) == 2"]), {**_mbpp_row([]), "name": "mbpp_8_f"}]
+    rows[1]["tests"] = rows[0]["tests"].replace("candidate(1) == 2", "candidate((1,)) == 2")
+    (tmp_path / "mbpp.json").write_text(json.dumps(rows))
+    out = tmp_path / "mbpp.jsonl"
+    assert script.main(["mbpp", "--source", str(tmp_path / "mbpp.json"), "--out", str(out)]) == 0
+    loaded = P.load_problem_file(out)
+    assert [(p.id, p.check is None) for p in loaded] == [("mbpp_7_f", True), ("mbpp_8_f", False)]
+
+    good = {
+        "task_description": "Double n.",
+        "input_output_spec": "Input: n (int). Output: int.",
+        "code_sample": "def main_solution(n):\n    return 2 * n\n",
+        "input_generator": _GEN,
+    }
+    bad = {**good, "code_sample": "import numpy\ndef main_solution(n):\n    return n\n"}
+    source = tmp_path / "codeio.jsonl.gz"
+    source.write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in (bad, good)).encode()))
+    out = tmp_path / "codeio.jsonl"
+    argv = ["codeio", "--source", str(source), "--out", str(out), "--workers", "1"]
+    assert script.main(argv) == 0
+    (problem,) = P.load_problem_file(out)
+    assert problem.id == "codeio_0001" and problem.reference == good["code_sample"]
