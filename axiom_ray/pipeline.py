@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 GENERATOR_CALL_ATTEMPTS = 4  # one call plus up to three resubmissions after a generator restart
 RESTART_WAIT_S = 600.0  # how long to wait for a restarted generator (vLLM loads in ~20 s on CPU)
+DIED_LIMIT = 3  # ActorDiedError answers to ready() before a generator counts as gone for good
 
 
 class GeneratorLost(RuntimeError):
@@ -160,16 +161,18 @@ def serves_adapter(candidates: list[dict[str, Any]], adapter_uri: str | None) ->
 def wait_ready(actor: Any, wait_s: float = RESTART_WAIT_S) -> dict[str, Any]:
     """Block until the actor answers (Ray queues calls while it restarts); its ready() info."""
     import ray
-    from ray.exceptions import GetTimeoutError
+    from ray.exceptions import ActorDiedError, GetTimeoutError
 
-    deadline = time.monotonic() + wait_s
+    deadline, died = time.monotonic() + wait_s, 0
     while True:
         try:
             return ray.get(actor.ready.remote(), timeout=max(1.0, deadline - time.monotonic()))
         except (*actor_errors(), GetTimeoutError) as e:
             # A call sent before Ray noticed the death fails at once: ask again until it is back.
-            if time.monotonic() >= deadline:
-                raise GeneratorLost(f"generator not back after {wait_s:.0f}s: {e}") from e
+            # ActorDiedError is final once its restarts are spent: give up after a few of those.
+            died += isinstance(e, ActorDiedError)
+            if time.monotonic() >= deadline or died >= DIED_LIMIT:
+                raise GeneratorLost(f"generator not back (after {died} deaths): {e}") from e
             time.sleep(0.5)
 
 

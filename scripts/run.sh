@@ -10,21 +10,36 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+# Ray 2.60 turns token auth on for a local cluster once a token exists: keep it on, with a token.
+export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"
+[[ "$RAY_AUTH_MODE" != token ]] || ray get-auth-token --generate >/dev/null
 RUN_DIR="${AXIOM_RUN_DIR:-$PWD/runs/axiom-rl}"
+PORT="${AXIOM_DASHBOARD_PORT:-8265}"
+DASHBOARD="http://127.0.0.1:$PORT"
 
-DASHBOARD="http://127.0.0.1:${AXIOM_DASHBOARD_PORT:-8265}"
+# Any HTTP answer (401 included: token auth) means a dashboard is listening.
+dashboard_up() { [[ "$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$DASHBOARD/api/version")" != 000 ]]; }
 
-started=0
-if ! curl -sf -m 3 "$DASHBOARD/api/version" >/dev/null; then
-  # Logical CPUs above the 2 physical cores: generators, verifiers and the trainer take turns.
-  ray start --head --num-cpus="${AXIOM_NUM_CPUS:-4}" --object-store-memory=$((2 * 1024 ** 3)) \
-    --dashboard-host=127.0.0.1 --dashboard-port="${AXIOM_DASHBOARD_PORT:-8265}" --disable-usage-stats >/dev/null
-  started=1
-  echo "[run] started a local Ray cluster; dashboard: $DASHBOARD"
-fi
-stop_cluster() { if [[ $started == 1 && "${AXIOM_KEEP_CLUSTER:-0}" != 1 ]]; then ray stop >/dev/null 2>&1 || true; fi; }
+head_pid=""
+stop_cluster() {
+  if [[ -n $head_pid && "${AXIOM_KEEP_CLUSTER:-0}" != 1 ]]; then
+    kill -TERM "$head_pid" 2>/dev/null && wait "$head_pid" 2>/dev/null || true
+  fi
+}
 trap stop_cluster EXIT
 
+if ! dashboard_up; then
+  # Logical CPUs above the 2 physical cores: generators, verifiers and the trainer take turns.
+  # `ray start --block` in its own session, so we stop exactly this cluster (a plain `ray stop`
+  # would stop every Ray cluster on the machine).
+  mkdir -p runs
+  setsid ray start --head --block --num-cpus="${AXIOM_NUM_CPUS:-4}" --object-store-memory=$((2 * 1024 ** 3)) \
+    --dashboard-host=127.0.0.1 --dashboard-port="$PORT" --disable-usage-stats > runs/ray-head.log 2>&1 &
+  head_pid=$!
+  for _ in $(seq 120); do dashboard_up && break; sleep 1; done
+  dashboard_up || { echo "[run] Ray did not start: see runs/ray-head.log"; exit 1; }
+  echo "[run] started a local Ray cluster; dashboard: $DASHBOARD"
+fi
 # The job's working directory is a copy of this checkout (.gitignore'd paths such as .venv and
 # runs/ are not uploaded); the run directory is an absolute path so the results land here.
 ray job submit --address "$DASHBOARD" --working-dir . -- python jobs/iterate.py --storage "$RUN_DIR" "$@"

@@ -114,6 +114,16 @@ def run(args: argparse.Namespace, cluster: Any, result: dict[str, Any]) -> None:
     result["rows"] = [{k: r[k] for k in ("sample_id", "problem_id", "index", "status")} for r in rows]
 
 
+def free_port() -> int:
+    """A free local port for this cluster's dashboard: the default (8265) is taken whenever the
+    test session's own cluster is up."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -131,7 +141,8 @@ def main() -> int:
     result: dict[str, Any] = {"ok": False}
     store = 100 * 1024 * 1024
     cluster = Cluster(initialize_head=True, head_node_args={
-        "num_cpus": 0, "object_store_memory": store, "include_dashboard": True, "dashboard_host": "127.0.0.1"})
+        "num_cpus": 0, "object_store_memory": store, "include_dashboard": True, "dashboard_host": "127.0.0.1",
+        "dashboard_port": free_port()})  # the State API needs the dashboard
     try:
         for _ in range(2):
             cluster.add_node(num_cpus=2, object_store_memory=store)

@@ -7,7 +7,10 @@ random point (logged) while the loop runs in a thread of this process.
   and resubmits its prompts; the rows equal those of an undisturbed pass on the same actors;
 - a Ray Train worker SIGKILLed after an epoch checkpoint: Ray Train restarts it (FailureConfig),
   training resumes from the checkpoint, and the adapter has the configured shape and loads, in
-  peft and in the live generator.
+  peft and in the live generator;
+- a node removed mid-pass from a simulated multi-node cluster (tests/node_failure_scenario.py,
+  in a subprocess): the generator, routing and verifier actors on it come back on the other node
+  and the pass finishes with every row once.
 
 Generators are the scripted test double of tests/fault_driver.py (the tiny model; correct, slow
 answers where a test needs passing or slowly judged candidates; slowed calls).
@@ -20,6 +23,8 @@ import logging
 import os
 import random
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -90,6 +95,15 @@ def alive_actors(address: str, fragment: str) -> list[Any]:
     return [a for a in actors if fragment in a.class_name]
 
 
+def running_on(address: str, actor_id: str) -> list[Any]:
+    """The actor's method calls the State API reports RUNNING (reports lag about a second)."""
+    from ray.util.state import list_tasks
+
+    tasks = list_tasks(address=address, filters=[("actor_id", "=", actor_id), ("state", "=", "RUNNING")],
+                       limit=100, raise_on_missing_output=False)
+    return [t for t in tasks if t.type == "ACTOR_TASK"]
+
+
 def running_tasks(address: str, name: str) -> list[Any]:
     from ray.util.state import list_tasks
 
@@ -112,22 +126,25 @@ def sigkill(pid: int, what: str) -> None:
 
 def test_a_verifier_killed_mid_pass_loses_and_doubles_nothing(ray_cluster, tiny, tmp_path, monkeypatch):
     rng = random.Random(4101)
-    jitter = rng.uniform(0.0, 2.0)
-    log.warning("verifier fault: seed 4101, kill %.2fs after the first rows reach Parquet", jitter)
+    jitter = rng.uniform(0.0, 5.0)
+    log.warning("verifier fault: seed 4101, kill in the first verify batch running %.2fs after the "
+                "verifier's first batch started", jitter)
     address = ray_cluster.get_runtime_context().gcs_address
     storage = tmp_path / "run"
-    # Every candidate correct but slow to judge (0.8 s: 8 tests x 0.1 s): 12 candidates in batches
-    # of 2 keep the verifier busy for ~10 s, so the kill lands inside a batch.
+    # Every candidate correct but slow to judge (~0.8 s: 8 tests x 0.1 s): 12 candidates in
+    # batches of 4 keep the verifier busy ~10 s, ~3 s a batch (longer than the State API's
+    # ~1 s lag in reporting a task RUNNING), so the kill lands inside a batch.
     cfg = config(tiny["model"], storage, "iterations=0", "problems=reverse_string,is_palindrome,fizzbuzz",
-                 "generation.samples=4", "verifier.batch_size=2")
+                 "generation.samples=4", "verifier.batch_size=4")
     monkeypatch.setattr("axiom_ray.loop.start_generators", _scripted(solutions=slow_solutions(0.1), solved=4))
     loop = prepare(cfg)
     try:
         thread = PhaseThread(loop, 0, "samples", lambda: loop.sample(0, "samples"))
         thread.start()
-        wait_for("the first verified rows", lambda: temp_rows(storage, 0, "samples"), thread)
-        time.sleep(jitter)
         [verifier] = wait_for("the verifier actor", lambda: alive_actors(address, "VerifyStage"), thread)
+        wait_for("a verify batch", lambda: running_on(address, verifier.actor_id), thread)
+        time.sleep(jitter)
+        wait_for("a verify batch in flight", lambda: running_on(address, verifier.actor_id), thread)
         before = temp_rows(storage, 0, "samples")
         sigkill(verifier.pid, f"verifier actor {verifier.actor_id[:8]}")
         metrics = thread.finish()["metrics"]
@@ -143,8 +160,10 @@ def test_a_verifier_killed_mid_pass_loses_and_doubles_nothing(ray_cluster, tiny,
     assert {(r["problem_id"], r["index"]) for r in rows} == {
         (p, i) for p in ("reverse_string", "is_palindrome", "fizzbuzz") for i in range(4)}
     assert all(r["passed"] and r["status"] == "passed" for r in rows), "a candidate lost its verdict"
-    [restarted] = [a for a in _actors(address, verifier.actor_id)]
+    [restarted] = _actors(address, verifier.actor_id)
     assert restarted.num_restarts >= 1 and restarted.pid != verifier.pid
+    # The batch it was judging was sent again (a second attempt of that Ray Data task).
+    assert retried_tasks(address, verifier.actor_id), "no verifier batch was retried"
 
 
 def test_a_generator_killed_mid_pass_is_restarted_reloaded_and_its_prompts_resubmitted(
@@ -232,6 +251,65 @@ def test_a_train_worker_killed_resumes_from_its_checkpoint(ray_cluster, tiny, tm
     assert served[0]["adapter"] is not None  # the live generator serves it
 
 
+def test_a_node_removed_mid_pass_the_pass_finishes_on_the_rest(tiny, tmp_path):
+    seed = 4104
+    storage = tmp_path / "run"
+    script = Path(__file__).with_name("node_failure_scenario.py")
+    # Every simulated node is this machine: the local run directory is shared by all of them.
+    env = {**os.environ, "AXIOM_SHARED_PATHS": str(tmp_path), "RAY_AUTH_MODE": "disabled"}
+    env.pop("RAY_ADDRESS", None)  # its own cluster, never the session's
+    proc = subprocess.Popen(
+        [sys.executable, str(script), "--model", tiny["model"], "--storage", str(storage), "--seed", str(seed)],
+        cwd=script.parent, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True)
+    try:
+        out, _ = proc.communicate(timeout=WAIT_S)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the scenario's raylets and workers with it
+        out, _ = proc.communicate()
+        pytest.fail(f"node failure scenario timed out:\n{out[-6000:]}")
+    lines = [line for line in out.splitlines() if line.startswith("NODE_FAILURE_RESULT ")]
+    assert lines, f"no result (exit {proc.returncode}):\n{out[-6000:]}"
+    r = json.loads(lines[-1].split(" ", 1)[1])
+    assert r["ok"], f"{r.get('error')}\n{r.get('traceback')}\n{out[-6000:]}"
+
+    removed = r["removed"]
+    log.warning("node fault: seed %d, node %s removed %.2fs into a generate call with %s on it; "
+                "%d rows written before, %d after (expected 8); %.0fs", seed, removed["node_id"][:8],
+                removed["delay_s"], removed["actors"], r["rows_before"], len(r["rows"]), r["seconds"])
+    assert "ScriptedGenerator" in removed["actors"]
+    assert removed["node_id"] not in r["alive_nodes"] and len(r["alive_nodes"]) == 2
+    assert r["generator_node_after"] and removed["node_id"] not in r["generator_node_after"]
+    ids = [row["sample_id"] for row in r["rows"]]
+    assert len(ids) == 8 and len(set(ids)) == 8
+    assert {(row["problem_id"], row["index"]) for row in r["rows"]} == {
+        (p, i) for p in ("two_sum", "fizzbuzz", "reverse_string", "is_palindrome") for i in range(2)}
+
+
+def test_restarts_are_told_by_the_rows_and_a_generator_dead_for_good_fails_fast(ray_cluster):
+    import ray
+
+    from axiom_ray.pipeline import GeneratorLost, serves_adapter, wait_ready
+
+    # A restarted engine serves the base model, and its rows say so.
+    assert serves_adapter([{"adapter": "iter1"}], "/run/iter_1/adapter")
+    assert not serves_adapter([{"adapter": None}], "/run/iter_1/adapter")
+    assert serves_adapter([{"adapter": None}], None)
+
+    @ray.remote(num_cpus=0, max_restarts=0)
+    class Gone:
+        def ready(self) -> dict[str, Any]:
+            return {"pid": os.getpid()}
+
+    actor = Gone.remote()
+    ray.get(actor.ready.remote())
+    ray.kill(actor)
+    t0 = time.monotonic()
+    with pytest.raises(GeneratorLost):
+        wait_ready(actor, wait_s=120)
+    assert time.monotonic() - t0 < 30
+
+
 def assert_adapter_shape(adapter: Path, model: str, r: int, alpha: int) -> None:
     """LoRA A is r x in, B is out x r for every targeted layer of the base; peft loads it."""
     import torch
@@ -258,6 +336,14 @@ def _actors(address: str, actor_id: str) -> list[Any]:
 
     return list_actors(address=address, filters=[("actor_id", "=", actor_id)], detail=True,
                        raise_on_missing_output=False)
+
+
+def retried_tasks(address: str, actor_id: str) -> list[Any]:
+    from ray.util.state import list_tasks
+
+    tasks = list_tasks(address=address, filters=[("actor_id", "=", actor_id)], limit=1000,
+                       raise_on_missing_output=False)
+    return [t for t in tasks if t.attempt_number > 0]
 
 
 def _scripted(**script: Any) -> Callable[..., list[Any]]:

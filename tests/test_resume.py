@@ -1,7 +1,8 @@
 """Resume after SIGKILL at every phase: the driver runs as a subprocess on the session cluster.
 
 One interrupted run is killed once in each phase in turn (iteration 0: samples mid-write, eval;
-iteration 1: train after an epoch checkpoint, redeploy, samples before any row is written, eval),
+iteration 1: train after an epoch checkpoint, redeploy, samples while generating before any row
+is written, eval),
 resumed each time by rerunning the same command, then compared with an uninterrupted run of the
 same configuration: the same candidates (ids from the run's own id, the same code and verdicts),
 none missing or doubled, the same training set and bit-identical adapter, no temporary
@@ -12,6 +13,7 @@ tests/fault_driver.py (the tiny model, with correct answers for some candidates 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -48,7 +50,7 @@ def tiny(tmp_path_factory):
 class Kill:
     iteration: int
     phase: str
-    when: str = "running"  # running | parquet (rows in the temp dir) | no-parquet | checkpoint
+    when: str = "running"  # running | parquet (rows in the temp dir) | generating | checkpoint
 
     def label(self) -> str:
         return f"iter {self.iteration} {self.phase} ({self.when})"
@@ -59,7 +61,7 @@ KILLS = (
     Kill(0, "eval"),
     Kill(1, "train", "checkpoint"),  # an epoch checkpoint is registered: resume continues from it
     Kill(1, "redeploy"),
-    Kill(1, "samples", "no-parquet"),  # while generating and verifying, before any row is written
+    Kill(1, "samples", "generating"),  # inside a generate call, before any row is written
     Kill(1, "eval"),
 )
 
@@ -77,13 +79,20 @@ def temp_parquet(storage: Path, k: int, phase: str) -> list[Path]:
     return sorted((storage / f"iter_{k}").glob(f".tmp-{phase}-*/*.parquet"))
 
 
-def kill_condition_met(storage: Path, kill: Kill) -> bool:
+def generating(address: str) -> bool:
+    from ray.util.state import list_tasks
+
+    return bool(list_tasks(address=address, limit=10, raise_on_missing_output=False, filters=[
+        ("name", "=", "ScriptedGenerator.generate"), ("state", "=", "RUNNING")]))
+
+
+def kill_condition_met(storage: Path, kill: Kill, address: str) -> bool:
     if phase_status(manifest(storage), kill.iteration, kill.phase) != "running":
         return False
     if kill.when == "parquet":
         return bool(temp_parquet(storage, kill.iteration, kill.phase))
-    if kill.when == "no-parquet":
-        return not temp_parquet(storage, kill.iteration, kill.phase)
+    if kill.when == "generating":
+        return not temp_parquet(storage, kill.iteration, kill.phase) and generating(address)
     if kill.when == "checkpoint":
         return (storage / f"iter_{kill.iteration}" / "checkpoints" / "checkpoint_manager_snapshot.json").is_file()
     return True
@@ -107,12 +116,13 @@ def run_until_killed(model: str, storage: Path, address: str, kill: Kill, log_pa
     proc = launch(model, storage, address, log_path)
     deadline = time.monotonic() + KILL_TIMEOUT_S
     try:
-        while not kill_condition_met(storage, kill):
+        while not kill_condition_met(storage, kill, address):
             assert proc.poll() is None, f"driver exited ({proc.returncode}) before {kill.label()}:\n{tail(log_path)}"
             assert time.monotonic() < deadline, f"{kill.label()} never reached:\n{tail(log_path)}"
             time.sleep(0.05)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it may have exited on its own (a failure)
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
     return manifest(storage)
 
