@@ -146,6 +146,8 @@ class Loop:
         stats["pass_rate"] = round(stats["passed"] / max(1, stats["candidates"]), 4)
         tags = {"run": run.run_id, "kind": kind}
         metrics.inc("samples_generated", stats["candidates"], **tags)
+        for status, count in stats.pop("status_counts").items():
+            metrics.inc("samples_verified", count, status=status, **tags)
         metrics.inc("tokens_generated", stats["tokens"], **tags)
         metrics.gauge("pass_rate", stats["pass_rate"], **tags)
         metrics.gauge("problems_solved", stats["solved"], **tags)
@@ -154,7 +156,7 @@ class Loop:
 
     def train(self, k: int) -> dict[str, Any]:
         from axiom_ray.pipeline import build_training_set
-        from axiom_ray.training import train_adapter
+        from axiom_ray.training import EmptyTrainingSet, train_adapter
 
         cfg, run = self.cfg, self.run
         sources = range(k) if cfg.data.accumulate else [k - 1]
@@ -164,10 +166,7 @@ class Loop:
         tmp = run.storage.temp_name(train_rel)
         rows = build_training_set(sample_uris, run.uri(tmp), cfg.data.max_per_problem, cfg.data.dedupe)
         if rows == 0:
-            # Nothing verified: model k is model k-1, and the next round samples it again.
-            run.set_adapter(k, run.adapter(k - 1))
-            log.warning("[iter %d] no verified samples to train on; model %d = model %d", k, k, k - 1)
-            return {"examples": 0, "skipped": "no verified samples"}
+            return self.skip_training(k, "no verified samples")
         run.storage.publish(tmp, train_rel)
         init = None if cfg.training.from_base or k == 1 else run.adapter(k - 1)
         adapter_rel = f"{iter_dir(k)}/adapter"
@@ -178,6 +177,8 @@ class Loop:
                 base_model=self.model_path, train_path=run.uri(train_rel), adapter_dir=run.uri(adapter_tmp),
                 cfg=cfg.training, storage_path=run.uri(iter_dir(k)), run_name="checkpoints",
                 init_adapter=run.resolve(init) if init else None, use_gpu=self.plan.train_use_gpu)
+        except EmptyTrainingSet as e:  # e.g. every verified example longer than max_seq_len
+            return self.skip_training(k, str(e))
         finally:
             self.wake_generators()
         run.storage.publish(adapter_tmp, adapter_rel)
@@ -188,6 +189,12 @@ class Loop:
         metrics.gauge("train_loss", result.final_loss, run=run.run_id)
         metrics.gauge("train_tokens_per_second", result.tokens_per_second, run=run.run_id)
         return out
+
+    def skip_training(self, k: int, why: str) -> dict[str, Any]:
+        """Nothing to learn from: model k is model k-1, and the next round samples it again."""
+        self.run.set_adapter(k, self.run.adapter(k - 1))
+        log.warning("[iter %d] no training (%s); model %d = model %d", k, why, k, k - 1)
+        return {"examples": 0, "skipped": why}
 
     def redeploy(self, k: int) -> dict[str, Any]:
         seconds = self.ensure_adapter(k)
@@ -297,19 +304,25 @@ def prepare(cfg: RunConfig, fork: bool = False, with_generators: bool = True) ->
     """Check every input before taking cluster resources, open the run, plan, start generators."""
     import ray
 
+    from axiom_ray.cluster_check import alive_node_count, check_storage_for_cluster
     from axiom_ray.models import resolve_model
+    from axiom_ray.storage import normalize_uri
 
     problems = load_problems(cfg)
     check_isolation(cfg)
     model_path = resolve_model(cfg.model)  # a missing folder fails here, before any cluster work
-    run = RunDir.open_or_create(default_storage(cfg), cfg, fork=fork)
+    if not ray.is_initialized():
+        ray.init(log_to_driver=True)
+    # Refuse a node-local run directory on a multi-node cluster and a plan the cluster cannot
+    # fit before anything is written.
+    uri = normalize_uri(default_storage(cfg))
+    check_storage_for_cluster(uri, alive_node_count(ray.nodes()), shared=cfg.shared_storage)
+    plan = make_plan(cfg, ray.cluster_resources())
+    log.info("plan: %s", plan.describe())
+    run = RunDir.open_or_create(uri, cfg, fork=fork)
     run.manifest["problems"] = {"train": [p.id for p in problems.train], "eval": [p.id for p in problems.eval]}
     run.save()
     log.info("run %s in %s", run.run_id, run.storage.root)
-    if not ray.is_initialized():
-        ray.init(log_to_driver=True)
-    plan = make_plan(cfg, ray.cluster_resources())
-    log.info("plan: %s", plan.describe())
     generators: list[Any] = []
     if with_generators:
         t0 = time.perf_counter()

@@ -242,8 +242,8 @@ def run_pass(
     verifier_batch_size: int,
     generate_batch_size: int,
     out_uri: str,
-) -> dict[str, Any]:
-    """Stream one pass to Parquet under `out_uri`; returns counts and timings read back from it."""
+) -> None:
+    """Stream one pass to Parquet under `out_uri` (appending: resampling attempts share it)."""
     import ray.data
 
     requests = [
@@ -251,7 +251,6 @@ def run_pass(
         for i, (pid, prompt) in enumerate(prompts.items())
     ]
     blocks = max(1, -(-len(requests) // generate_batch_size))
-    t0 = time.perf_counter()
     ds = ray.data.from_items(requests, override_num_blocks=blocks)
     ds = ds.map_batches(
         GenerateBatch,
@@ -270,16 +269,15 @@ def run_pass(
         num_cpus=1,
     )
     ds.write_parquet(out_uri)
-    seconds = time.perf_counter() - t0
-    return pass_stats(out_uri, seconds)
 
 
 def pass_stats(uri: str, seconds: float) -> dict[str, Any]:
     """Counts of a written pass (only the small columns are read)."""
     import pyarrow.dataset as pads
 
-    table = pads.dataset(uri, format="parquet").to_table(columns=["problem_id", "passed", "num_tokens"])
+    table = pads.dataset(uri, format="parquet").to_table(columns=["problem_id", "passed", "num_tokens", "status"])
     passed = table.column("passed").to_pylist()
+    statuses = table.column("status").to_pylist()
     tokens = int(sum(table.column("num_tokens").to_pylist()))
     solved = {p for p, ok in zip(table.column("problem_id").to_pylist(), passed, strict=True) if ok}
     return {
@@ -287,6 +285,7 @@ def pass_stats(uri: str, seconds: float) -> dict[str, Any]:
         "passed": int(sum(passed)),
         "solved": sorted(solved),
         "tokens": tokens,
+        "status_counts": {s: statuses.count(s) for s in sorted(set(statuses))},
         "seconds": round(seconds, 2),
         "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else 0.0,
     }
