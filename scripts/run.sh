@@ -33,7 +33,9 @@ if ! dashboard_up; then
   # `ray start --block` in its own session, so we stop exactly this cluster (a plain `ray stop`
   # would stop every Ray cluster on the machine).
   mkdir -p runs
-  setsid ray start --head --block --num-cpus="${AXIOM_NUM_CPUS:-4}" --object-store-memory=$((2 * 1024 ** 3)) \
+  # The job agent's default port (52365) may be held by another Ray instance on this machine.
+  agent_port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+  setsid ray start --head --block --dashboard-agent-listen-port="$agent_port" --num-cpus="${AXIOM_NUM_CPUS:-4}" --object-store-memory=$((2 * 1024 ** 3)) \
     --dashboard-host=127.0.0.1 --dashboard-port="$PORT" --disable-usage-stats > runs/ray-head.log 2>&1 &
   head_pid=$!
   for _ in $(seq 120); do dashboard_up && break; sleep 1; done
@@ -42,5 +44,18 @@ if ! dashboard_up; then
 fi
 # The job's working directory is a copy of this checkout (.gitignore'd paths such as .venv and
 # runs/ are not uploaded); the run directory is an absolute path so the results land here.
-ray job submit --address "$DASHBOARD" --working-dir . -- python jobs/iterate.py --storage "$RUN_DIR" "$@"
+# A fresh head answers before its job agent is up ("No available agent"): retry the submission.
+JOB="axiom-$(date +%Y%m%d-%H%M%S)"
+for attempt in $(seq 30); do
+  if out=$(ray job submit --address "$DASHBOARD" --submission-id "$JOB" --no-wait --working-dir . \
+      -- python jobs/iterate.py --storage "$RUN_DIR" "$@" 2>&1); then break; fi
+  if ! grep -q "No available agent" <<<"$out" || [[ $attempt == 30 ]]; then echo "$out" >&2; exit 1; fi
+  sleep 2
+done
+echo "[run] submitted Ray job $JOB; following its log (the dashboard shows it too)"
+ray job logs --address "$DASHBOARD" --follow "$JOB"
+if ! ray job status --address "$DASHBOARD" "$JOB" 2>/dev/null | grep -q SUCCEEDED; then
+  echo "[run] job $JOB did not succeed: $(ray job status --address "$DASHBOARD" "$JOB" 2>&1 | tail -1)" >&2
+  exit 1
+fi
 echo "[run] report: $RUN_DIR/report.md  (HTML: $RUN_DIR/report.html)"
