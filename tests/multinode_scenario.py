@@ -70,6 +70,7 @@ def config(model: str, storage: str):
             "training.use_gpu=false",  # the GPU is logical: torch cannot train on it
             "training.epochs=1",
             "training.grad_accum=1",
+            "training.cpus_per_worker=1",  # every simulated node has a single CPU
             "evaluation.problems=",  # no held-out pass: keeps the run short
         ]
     )
@@ -165,6 +166,7 @@ def main() -> int:
     os.environ["RAY_TMPDIR"] = ray_tmp
 
     import ray
+    from node_failure_scenario import free_port
     from ray.cluster_utils import Cluster
 
     from axiom_ray.cluster_check import alive_node_count
@@ -181,6 +183,7 @@ def main() -> int:
             "object_store_memory": store,
             "include_dashboard": True,  # the State API (and Ray Train's controller) need it
             "dashboard_host": "127.0.0.1",
+            "dashboard_port": free_port(),  # 8265 is taken while the test session's cluster is up
         },
     )
     try:
