@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 bash scripts/setup.sh
-export PATH="$PWD/.venv/bin:$PATH"
+export PATH="$(cd .venv && pwd -P)/bin:$PATH"
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
 # Ray 2.60 turns token auth on for a local cluster once a token exists: keep it on, with a token.
 export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"

@@ -7,6 +7,13 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PY="${PYTHON:-python3}"
 VENV=.venv
+# The sandbox gives every candidate a fresh, empty /tmp; an interpreter living under /tmp would
+# vanish for candidates that start `sys.executable`. A checkout under /tmp keeps its venv in the
+# cache instead, with .venv a symlink to it (scripts use the resolved path).
+if [[ "$(pwd -P)" == /tmp/* && ! -e "$VENV" ]]; then
+  real="${XDG_CACHE_HOME:-$HOME/.cache}/axiom-ray/venvs/$(pwd -P | sha1sum | cut -c1-12)"
+  mkdir -p "$real" && ln -s "$real" "$VENV"
+fi
 STAMP="$VENV/.axiom-setup-v1"
 
 if [[ -f "$STAMP" && "$STAMP" -nt pyproject.toml ]]; then
@@ -14,7 +21,7 @@ if [[ -f "$STAMP" && "$STAMP" -nt pyproject.toml ]]; then
   exit 0
 fi
 
-[[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
+[[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$(cd "$VENV" 2>/dev/null && pwd -P || echo "$VENV")"
 PIP=("$VENV/bin/python" -m pip install --progress-bar off)
 
 echo "[setup] torch 2.13.0 (CPU build)"

@@ -9,4 +9,4 @@ if ! command -v chromium >/dev/null 2>&1 && [[ $(id -u) == 0 ]]; then
   (apt-get update -qq && apt-get install -y -qq chromium >/dev/null) || echo "[test] chromium not installed; its test will skip"
 fi
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
-exec .venv/bin/python -m pytest "$@"
+exec "$(cd .venv && pwd -P)/bin/python" -m pytest "$@"
