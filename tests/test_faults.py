@@ -304,6 +304,14 @@ def test_restarts_are_told_by_the_rows_and_a_generator_dead_for_good_fails_fast(
     actor = Gone.remote()
     ray.get(actor.ready.remote())
     ray.kill(actor)
+    # ray.kill is asynchronous: wait until a call fails, else one can slip in before the kill.
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            ray.get(actor.ready.remote(), timeout=5)
+        except ray.exceptions.RayActorError:
+            break
+        time.sleep(0.2)
     t0 = time.monotonic()
     with pytest.raises(GeneratorLost):
         wait_ready(actor, wait_s=120)
