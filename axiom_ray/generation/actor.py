@@ -138,9 +138,18 @@ class GeneratorActor:
         prompts = [r["prompt"] for r in requests]
         seeds = [derive_seed(self.seed, seed, str(r["problem_id"])) for r in requests]
         started = time.perf_counter()
-        results = self.engine.generate(
-            prompts, n, temperature, top_p, max_tokens, seed, seeds=seeds
-        )
+        try:
+            results = self.engine.generate(
+                prompts, n, temperature, top_p, max_tokens, seed, seeds=seeds
+            )
+        except Exception as e:
+            if self.engine.is_dead(e):
+                # A dead engine never serves again: die, so Ray restarts this actor and the
+                # pipeline reloads its adapter and resubmits the batch (an exit_actor() would
+                # count as intended and not be restarted).
+                log.error("generator engine died (%s); exiting so Ray restarts this replica", e)
+                os._exit(1)
+            raise
         self.generate_seconds += time.perf_counter() - started
         rows = [
             self._row(request, index, completion)

@@ -77,6 +77,10 @@ class Engine(ABC):
     def wake(self) -> None:
         """Undo sleep()."""
 
+    def is_dead(self, error: BaseException) -> bool:
+        """True when `error` means the engine cannot serve again (its processes are gone)."""
+        return False
+
     @abstractmethod
     def close(self) -> None:
         """Release the model and any engine processes. The engine is unusable afterwards."""

