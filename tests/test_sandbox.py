@@ -20,6 +20,7 @@ from axiom_ray.sandbox import (
     SandboxUnavailable,
     Verdict,
     detect_isolation,
+    kernel,
     level_rank,
     values_equal,
     wire,
@@ -145,6 +146,26 @@ def test_check_sees_candidate_exceptions_as_the_same_builtin_type(judge):
     assert run(judge, p, "def f(x):\n    if x < 0:\n        raise ValueError(x)\n    return x * 2\n").passed
     v = run(judge, p, "def f(x):\n    raise KeyError(x)\n")
     assert v.status == "error" and "KeyError" in v.detail
+
+
+def test_check_calls_run_ahead_only_when_certain_and_get_their_own_answers(judge):
+    # A check's first literal calls go out with the code; one in a branch, a short-circuit, an
+    # assert message or a loop must never run unless the check makes it (f(-1) would hang), and
+    # every call, ahead or not, must get its own answer (True, 1 and 1.0 are different calls).
+    p = Problem(id="o", title="o", difficulty="easy", prompt="", entry_point="f",
+                check="def check(candidate):\n"
+                      "    assert candidate(1) == 'int' and candidate(True) == 'bool'\n"
+                      "    assert candidate(1.0) == 'float', candidate(-1)\n"
+                      "    x = candidate(2) == 'int' or candidate(-1)\n"
+                      "    if candidate('a') == 'nope':\n        candidate(-1)\n"
+                      "    for v in ['s', 3, [1, (2,)]]:\n        assert candidate(v) == type(v).__name__\n"
+                      "    assert candidate(b'x', k={'z': None}) == 'bytes'\n")
+    code = "def f(x, k=None):\n    while x == -1:\n        pass\n    return type(x).__name__\n"
+    assert run(judge, p, code).passed
+    v = run(judge, p, code.replace("return type", "return 'int' if x == 1 else type"))  # True == 1
+    assert v.status == "failed" and v.detail == "check failed: assertion (check line 2)"
+    counter = "n = []\ndef f(x, k=None):\n    n.append(x)\n    return type(x).__name__ if len(n) < 6 else 0\n"
+    assert run(judge, p, counter).status == "failed"
 
 
 def test_humaneval_canonical_solution_passes(judge):
@@ -371,7 +392,7 @@ def test_falls_back_without_user_namespaces():
         from axiom_ray.sandbox import kernel
         prog, _ = kernel.seccomp_program((), confine_signals=False)
         kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
-        kernel.install_seccomp(prog)
+        kernel.seccomp_installer(prog)()
         from axiom_ray.problems import Problem, TestCase
         from axiom_ray.sandbox import Judge, Limits, SandboxUnavailable, detect_isolation
         p = Problem(id="add", title="add", difficulty="easy", prompt="", entry_point="add",
@@ -442,6 +463,57 @@ def test_wire_decoder_rejects_deep_nesting():
         tree = ["l", tree]
     with pytest.raises(wire.WireError):
         wire.from_tree(tree)
+
+
+def _run_bpf(program, nr: int, arch: int, arg0: int = 0, arg1: int = 0) -> int:
+    """What a classic-BPF seccomp program returns for one syscall (the opcodes kernel.py emits)."""
+    import struct
+
+    data = struct.pack("=iIQ6Q", nr, arch, 0, arg0, arg1, 0, 0, 0, 0)
+    pc, acc = 0, 0
+    while True:
+        ins = program[pc]
+        if ins.code == 0x20:  # ld [k]
+            acc, pc = struct.unpack_from("=I", data, ins.k)[0], pc + 1
+        elif ins.code in (0x15, 0x35, 0x45):  # jeq, jge, jset
+            hit = {0x15: acc == ins.k, 0x35: acc >= ins.k, 0x45: bool(acc & ins.k)}[ins.code]
+            pc += 1 + (ins.jt if hit else ins.jf)
+        elif ins.code == 0x06:  # ret
+            return ins.k
+        else:
+            raise AssertionError(f"unexpected opcode {ins.code:#x}")
+
+
+@pytest.mark.skipif(kernel.ARCH not in ("x86_64", "aarch64"), reason="no syscall table for this machine")
+@pytest.mark.parametrize("confine_signals", [False, True])
+def test_seccomp_filter_decides_every_syscall_as_specified(confine_signals):
+    k = kernel
+    program, pgid_index = k.seccomp_program((4242,), confine_signals)
+    k.set_own_pgid(program, pgid_index, 777)
+    arch = k._AUDIT_ARCH[k.ARCH]
+    allow, kill = k._SECCOMP_RET_ALLOW, k._SECCOMP_RET_KILL_PROCESS
+    eperm, eacces, enosys = (k._SECCOMP_RET_ERRNO | e for e in (1, 13, 38))
+    denied = {k._nr(name) for name in k.DENIED_SYSCALLS} - {None}
+    special = {k._nr(n) for n in ("socket", "clone3", "clone", "ioctl", "kill", "tkill", "tgkill")}
+    for nr in range(600):
+        want = eperm if nr in denied else allow
+        if nr not in special:
+            assert _run_bpf(program, nr, arch) == want, nr
+        assert _run_bpf(program, nr, arch ^ 1) == kill  # another architecture's numbers
+    if k.ARCH == "x86_64":
+        assert _run_bpf(program, 0x40000000 + 1, arch) == eperm  # the x32 ABI (its write)
+    assert _run_bpf(program, k._nr("socket"), arch) == eacces
+    assert _run_bpf(program, k._nr("clone3"), arch) == enosys
+    assert _run_bpf(program, k._nr("clone"), arch, 0x11) == allow
+    for flag in (k.CLONE_NEWUSER, k.CLONE_NEWPID, k.CLONE_NEWNS, k.CLONE_NEWNET):
+        assert _run_bpf(program, k._nr("clone"), arch, flag | 0x11) == eperm
+    assert _run_bpf(program, k._nr("ioctl"), arch, 1, 0x5412) == eperm  # TIOCSTI
+    assert _run_bpf(program, k._nr("ioctl"), arch, 1, 0x5401) == allow
+    for name in ("kill", "tkill", "tgkill"):
+        cases = {0: allow, 12345: allow, (-777) & 0xFFFFFFFF: allow, (-1) & 0xFFFFFFFF: eperm,
+                 (-778) & 0xFFFFFFFF: eperm, 4242: eperm}
+        for target, want in cases.items():
+            assert _run_bpf(program, k._nr(name), arch, target) == (want if confine_signals else allow), (name, target)
 
 
 def test_values_equal_modes():

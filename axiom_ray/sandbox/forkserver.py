@@ -1,7 +1,8 @@
 """The fork server: a warm interpreter, confined once, that forks one confined child per candidate.
 
-Started by the judge as `python -I forkserver.py CTL_FD` with a scrubbed environment, so its
-memory never held the host's environment or any expected value; every candidate is a fork of it.
+Started by the judge (server.py) as `python -I -c BOOT forkserver.py CTL_FD` with a scrubbed
+environment, so its memory never held the host's environment or any expected value; every
+candidate is a fork of it.
 It imports nothing from the package (it loads wire.py and kernel.py by path) and only stdlib.
 
 Processes at the "namespaces" level (H is the process the judge started):
@@ -16,8 +17,11 @@ kills every process the candidate started. At the lower levels H serves itself: 
 private working directory, rlimits, a seccomp filter ("seccomp") and Landlock ("landlock"), and
 H, a child subreaper, sweeps up every descendant after each verdict.
 
-Control protocol (wire frames on CTL_FD; the run request carries two fds by SCM_RIGHTS):
-  judge -> S: ["run", rcfg] + [channel, output]   (S -> judge: ["error", why] if it cannot fork)
+Control protocol (wire frames on CTL_FD):
+  judge -> S: ["run"]; S -> judge: ["go"] + [channel, output] by SCM_RIGHTS: the judge's ends of a
+              confined child's channel socket and stdout+stderr pipe (or ["error", why] if it
+              cannot fork). The child was forked and confined in advance, with the limits of the
+              "config" message; it waits for the judge's "load" on its channel.
   judge -> S: ["finish"] when the judge wants the candidate dead now (timeout, flood, ...)
   S -> judge: ["exited", wait_status, cpu_s, maxrss_kb] + ["done"], once the candidate exited
               (after the judge's "bye") or was killed, and every process it started is gone.
@@ -27,6 +31,7 @@ The candidate talks to the judge only, over its channel (see run_candidate).
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import importlib.machinery
 import importlib.util
@@ -62,6 +67,7 @@ LEVELS = ("rlimits", "seccomp", "landlock", "namespaces")
 CHANNEL_FD = 3  # where the candidate finds its channel to the judge
 ROOT_UID_BASE = 1_500_000_000  # root runs candidates as uid BASE + server pid: unique, unprivileged
 SAFE_PATH = "/usr/local/bin:/usr/bin:/bin"
+OOM_REPLY = wire.dumps(["exc", -1, "MemoryError", ""])  # built before any candidate: no memory may be left then
 
 
 def rank(level: str) -> int:
@@ -80,11 +86,14 @@ class State:
         self.has_proc = False
         self.ruleset_fd = -1
         self.p0_fd = -1
-        self.seccomp: Any = None
+        self.seccomp: Any = None  # the filter program (its pgid patched in each child)
+        self.install_seccomp: Any = None  # kernel.Prepared
         self.pgid_index = -1
         self.spare: Any = None  # a Child forked and confined in advance
         self.nproc_base = 0  # tasks the candidate's uid already runs (unprivileged lower levels)
         self.nproc_time = 0.0
+        self.plans: dict[tuple[Any, ...], ChildPlan] = {}  # by rcfg
+        self.fork: Any = os.fork  # kernel.bare_fork once prepare() knows we are single-threaded
 
 
 # --- what the sandbox may see --------------------------------------------------------------------
@@ -463,6 +472,11 @@ def prepare(st: State) -> None:
     """Work done once per server so each fork only patches and applies."""
     scrub_env("/tmp" if st.level == "namespaces" else st.workdir)
     warm_import_caches()
+    # The server never starts a thread; unless a preloaded module did, CPython's after-fork
+    # hooks (all but random's are about other threads) have nothing to repair in a child.
+    threading = sys.modules.get("threading")
+    if threading is None or threading.active_count() == 1:
+        st.fork = kernel.bare_fork
     if st.level == "namespaces" or st.root:
         # The server never execs, so it loses nothing by emptying its bounding set and locking
         # uid 0 out of privilege; every child inherits both, and an exec can then never gain
@@ -473,81 +487,93 @@ def prepare(st: State) -> None:
         protected = (os.getpid(), os.getppid(), int(st.cfg.get("judge_pid", 0)))
         st.seccomp, st.pgid_index = kernel.seccomp_program(
             tuple(p for p in protected if p > 1), confine_signals=st.level != "namespaces")
+        st.install_seccomp = kernel.seccomp_installer(st.seccomp)
 
 
 # --- one candidate -------------------------------------------------------------------------------
+#
+# A fork child pays a copy-on-write page fault for every page of the server's heap it writes,
+# and merely touching a Python object writes its reference count: the child's path from fork to
+# the candidate's first line is kept to a few straight calls, with everything that can be worked
+# out beforehand (limits, descriptors) done by the server before it forks.
 
 
 class Child:
-    """A forked child, confined and waiting for its channel on `handoff` (its end is fd 3)."""
+    """A forked child, confined and waiting for "load" on its channel. The server keeps the
+    judge's ends (`chan_fd`, a socket, and `out_fd`, the read end of stdout+stderr) until a run
+    request, then hands them to the judge with "go"."""
 
-    def __init__(self, pid: int, handoff: socket.socket, rcfg: dict[str, Any]) -> None:
-        self.pid, self.handoff, self.rcfg = pid, handoff, rcfg
+    def __init__(self, pid: int, chan_fd: int, out_fd: int) -> None:
+        self.pid, self.chan_fd, self.out_fd = pid, chan_fd, out_fd
+
+    def close_fds(self) -> None:
+        for fd in (self.chan_fd, self.out_fd):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.chan_fd = self.out_fd = -1
 
 
 def make_child(st: State, rcfg: dict[str, Any]) -> Child:
     """Fork and confine a child in advance (the server keeps one spare, so a verdict does not
-    wait for fork and set-up); it blocks until hand_over gives it a channel."""
-    ours, theirs = socket.socketpair()
+    wait for fork and set-up), with its channel and output pipe already in place."""
+    judge_end, cand_end = socket.socketpair()
+    out_r, out_w = os.pipe()
+    if st.level != "namespaces" and not st.root:
+        refresh_nproc_base(st)
+    key = (*rcfg.items(), st.nproc_base)
+    plan = st.plans.get(key)
+    if plan is None:
+        if len(st.plans) > 16:  # nproc_base drifts at the unprivileged lower levels
+            st.plans.clear()
+        plan = st.plans[key] = ChildPlan(st, rcfg)
+    if st.fork is kernel.bare_fork:  # what random's own at-fork hook would do in the child
+        rnd = sys.modules.get("random")
+        if rnd is not None:
+            rnd.seed()  # a fresh seed for the next candidate, drawn here where it costs less
     if st.level == "namespaces":
         kernel.unshare(kernel.CLONE_NEWPID)  # our next child is pid 1 of a fresh pid namespace
-    elif not st.root:
-        refresh_nproc_base(st)
     try:
-        pid = os.fork()
+        pid = st.fork()
     except OSError:
         if st.level == "namespaces":
             kernel.setns(st.p0_fd, kernel.CLONE_NEWPID)
-        ours.close()
-        theirs.close()
+        for s in (judge_end, cand_end):
+            s.close()
+        for fd in (out_r, out_w):
+            os.close(fd)
         raise
-    if pid:
-        if st.level == "namespaces":
-            kernel.setns(st.p0_fd, kernel.CLONE_NEWPID)  # back, or the one after could not fork
-        theirs.close()
-        return Child(pid, ours, rcfg)
+    if pid == 0:
+        _child(st, plan, cand_end.fileno(), out_w)
+    if st.level == "namespaces":
+        kernel.setns(st.p0_fd, kernel.CLONE_NEWPID)  # back, or the one after could not fork
+    cand_end.close()
+    os.close(out_w)
+    return Child(pid, judge_end.detach(), out_r)
+
+
+def _child(st: State, plan: ChildPlan, chan_fd: int, out_fd: int) -> None:
+    """The child's whole life: confine, then serve the candidate; never returns."""
     try:
-        confine(st, rcfg, theirs.fileno())
-    except BaseException as e:
-        with contextlib.suppress(BaseException):
-            send(socket.socket(fileno=CHANNEL_FD), ["setup_error", f"{type(e).__name__}: {e}"])
+        redirect_fds(chan_fd, out_fd, st.ruleset_fd)
+    except BaseException:
         os._exit(70)
     try:
-        handoff = socket.socket(fileno=CHANNEL_FD)
-        _, fds, _, _ = socket.recv_fds(handoff, 16, 2)
-        if len(fds) != 2:
-            os._exit(0)  # the server went away, or gave up on us
-        os.dup2(fds[1], 1)
-        os.dup2(fds[1], 2)
-        os.dup2(fds[0], CHANNEL_FD, inheritable=False)  # replaces the handoff socket
-        os.close(fds[0])
-        os.close(fds[1])
-        handoff.detach()
-    except BaseException:
-        os._exit(71)
-    run_candidate()
-    os._exit(0)
-
-
-def hand_over(child: Child, chan_fd: int, out_fd: int) -> None:
-    """Give a waiting child its channel to the judge and its output pipe."""
+        confine(st, plan)
+    except BaseException as e:
+        with contextlib.suppress(BaseException):
+            write_all(CHANNEL_FD, wire.dumps(["setup_error", f"{type(e).__name__}: {e}"]))
+        os._exit(70)
     try:
-        socket.send_fds(child.handoff, [b"go"], [chan_fd, out_fd])
-    finally:
-        child.handoff.close()
-
-
-def spawn(st: State, rcfg: dict[str, Any], chan_fd: int, out_fd: int) -> int:
-    """A confined child running a candidate on these descriptors; returns its pid."""
-    child = make_child(st, rcfg)
-    hand_over(child, chan_fd, out_fd)
-    return child.pid
+        run_candidate()
+    except BaseException:  # the judge hung up, or the candidate broke what replies: never unwind
+        os._exit(1)  # into the server's frames this process inherited
+    os._exit(0)
 
 
 def discard(child: Child | None) -> None:
     if child is not None:
+        child.close_fds()
         with contextlib.suppress(OSError):
-            child.handoff.close()
             os.kill(child.pid, signal.SIGKILL)
         reap(child.pid, block=True)
 
@@ -567,45 +593,43 @@ def refresh_nproc_base(st: State) -> None:
     st.nproc_base, st.nproc_time = count, now
 
 
-def confine(st: State, rcfg: dict[str, Any], handoff_fd: int) -> None:
-    """Everything between fork and the candidate's first line; order matters (seccomp last)."""
+def redirect_fds(chan_fd: int, out_fd: int, ruleset_fd: int) -> None:
+    """stdin /dev/null, stdout and stderr the output pipe, fd 3 the channel, fd 4 the Landlock
+    ruleset until applied, and nothing else: no descriptor of the server's survives."""
+    keep = [fcntl.fcntl(fd, fcntl.F_DUPFD, 5) for fd in (chan_fd, out_fd, ruleset_fd) if fd >= 0]  # clear of 0-4
+    null = os.open("/dev/null", os.O_RDWR)
+    os.dup2(null, 0)
+    os.dup2(keep[1], 1)
+    os.dup2(keep[1], 2)
+    os.dup2(keep[0], CHANNEL_FD, inheritable=False)
+    if ruleset_fd >= 0:
+        os.dup2(keep[2], 4, inheritable=False)
+    os.closerange(5 if ruleset_fd >= 0 else 4, 1 << 20)
+
+
+def confine(st: State, plan: ChildPlan) -> None:
+    """Everything between the descriptors and the candidate's first line; order matters
+    (seccomp last)."""
     os.setsid()
     if st.level == "namespaces":
         kernel.unshare(kernel.CLONE_NEWNS)
-        kernel.mount("tmpfs", "/tmp", "tmpfs", kernel.MS_NOSUID | kernel.MS_NODEV,
-                     f"size={int(rcfg['max_disk_mb'])}m,mode=0700")
-        if st.has_proc:
-            kernel.mount("proc", "/proc", "proc", kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC)
-        workdir = "/tmp"
+        for mount in plan.mounts:
+            mount()
+        os.chdir("/tmp")
     else:
-        workdir = st.workdir
-    os.chdir(workdir)
-    redirect_fds(handoff_fd, st.ruleset_fd)
+        os.chdir(st.workdir)
     kernel.prctl(kernel.PR_SET_PDEATHSIG, signal.SIGKILL)
     drop_privileges(st)
-    set_rlimits(st, rcfg)
-    sys.setrecursionlimit(int(rcfg["recursion_limit"]))
+    for res, lim in plan.rlimits:
+        resource.setrlimit(res, lim)
+    sys.setrecursionlimit(plan.recursion_limit)
     kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
     if st.ruleset_fd >= 0:
         kernel.landlock_restrict(4)
         os.close(4)
     if st.seccomp is not None:
         kernel.set_own_pgid(st.seccomp, st.pgid_index, os.getpid())
-        kernel.install_seccomp(st.seccomp)
-
-
-def redirect_fds(handoff_fd: int, ruleset_fd: int) -> None:
-    """stdin, stdout and stderr /dev/null (stdout and stderr become the output pipe at hand-over),
-    fd 3 the hand-over socket (then the channel), fd 4 the Landlock ruleset until applied, and
-    nothing else: no descriptor of the server's survives."""
-    high = [os.dup(handoff_fd)] + ([os.dup(ruleset_fd)] if ruleset_fd >= 0 else [])
-    null = os.open("/dev/null", os.O_RDWR)
-    for fd in (0, 1, 2):
-        os.dup2(null, fd)
-    os.dup2(high[0], CHANNEL_FD, inheritable=False)
-    if ruleset_fd >= 0:
-        os.dup2(high[1], 4, inheritable=False)
-    os.closerange(5 if ruleset_fd >= 0 else 4, 1 << 20)
+        st.install_seccomp()
 
 
 def scrub_env(workdir: str) -> None:
@@ -630,16 +654,32 @@ def drop_privileges(st: State) -> None:
         kernel.clear_capabilities()
 
 
-def set_rlimits(st: State, rcfg: dict[str, Any]) -> None:
+class ChildPlan:
+    """What a child with these limits does, worked out in the server before it forks."""
+
+    def __init__(self, st: State, rcfg: dict[str, Any]) -> None:
+        self.rlimits = rlimits(st, rcfg)
+        self.recursion_limit = int(rcfg["recursion_limit"])
+        self.mounts: list[kernel.Prepared] = []  # a fresh /tmp and /proc (namespaces level)
+        if st.level == "namespaces":
+            self.mounts.append(kernel.prepared_mount("tmpfs", "/tmp", "tmpfs", kernel.MS_NOSUID | kernel.MS_NODEV,
+                                                     f"size={int(rcfg['max_disk_mb'])}m,mode=0700"))
+            if st.has_proc:
+                self.mounts.append(kernel.prepared_mount("proc", "/proc", "proc",
+                                                         kernel.MS_NOSUID | kernel.MS_NODEV | kernel.MS_NOEXEC))
+
+
+def rlimits(st: State, rcfg: dict[str, Any]) -> list[tuple[int, tuple[int, int]]]:
+    """The (resource, (soft, hard)) pairs a child sets."""
     mb = 1024 * 1024
     cpu = max(1, math.ceil(float(rcfg["timeout_s"])))  # RLIMIT_CPU counts whole seconds
     if st.level == "namespaces":
-        nproc = int(rcfg["max_processes"]) + 2  # S and C share the candidate's uid in the namespace
+        nproc = int(rcfg["max_processes"]) + 3  # S, C and the next spare share the candidate's uid
     elif st.root:
         nproc = int(rcfg["max_processes"])
     else:
         nproc = st.nproc_base + int(rcfg["max_processes"])
-    limits = {
+    wanted = {
         resource.RLIMIT_CPU: (cpu, cpu),  # soft == hard: SIGKILL, which even a pid-1 cannot ignore
         resource.RLIMIT_AS: (int(rcfg["memory_mb"]) * mb,) * 2,
         resource.RLIMIT_NPROC: (nproc, nproc),
@@ -649,18 +689,40 @@ def set_rlimits(st: State, rcfg: dict[str, Any]) -> None:
         resource.RLIMIT_MEMLOCK: (0, 0),
         resource.RLIMIT_MSGQUEUE: (0, 0),
     }
-    for res, (soft, hard) in limits.items():
-        cur_soft, cur_hard = resource.getrlimit(res)
+    out = []
+    for res, (soft, hard) in wanted.items():
+        cur_hard = resource.getrlimit(res)[1]
         if cur_hard != resource.RLIM_INFINITY:
             hard, soft = min(hard, cur_hard), min(soft, cur_hard)
-        resource.setrlimit(res, (soft, hard))
+        out.append((res, (soft, hard)))
     # Deep recursion needs C stack (lru_cache wrappers, repr of nested data): the main thread's
     # stack grows on demand up to the soft limit.
     stack = int(rcfg["stack_mb"]) * mb
-    cur_soft, cur_hard = resource.getrlimit(resource.RLIMIT_STACK)
+    cur_hard = resource.getrlimit(resource.RLIMIT_STACK)[1]
     if cur_hard == resource.RLIM_INFINITY or cur_hard >= stack:
-        with contextlib.suppress(ValueError, OSError):
-            resource.setrlimit(resource.RLIMIT_STACK, (stack, cur_hard))
+        out.append((resource.RLIMIT_STACK, (stack, cur_hard)))
+    return out
+
+
+def read_frames(fd: int) -> Any:
+    """The messages arriving on `fd`, one by one (a generator; EOFError when it closes)."""
+    buf = bytearray()
+    while True:
+        while len(buf) < wire.HEADER_SIZE or len(buf) < wire.HEADER_SIZE + wire.frame_length(buf[:wire.HEADER_SIZE]):
+            chunk = os.read(fd, 1 << 16)
+            if not chunk:
+                raise EOFError("channel closed")
+            buf += chunk
+        end = wire.HEADER_SIZE + wire.frame_length(buf[:wire.HEADER_SIZE])
+        msg = wire.loads(bytes(buf[wire.HEADER_SIZE:end]))
+        del buf[:end]
+        yield msg
+
+
+def write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def run_candidate() -> None:
@@ -670,20 +732,18 @@ def run_candidate() -> None:
 
     Each reply is written as soon as it is computed (not batched): an answer must reach the
     judge before a later test crashes or times out the process, or partial credit is lost."""
-    chan = socket.socket(fileno=CHANNEL_FD)
     sys.argv = ["solution.py"]
-    # (random reseeds itself in every fork child: a fresh seed per candidate, as a fresh
-    # interpreter would have.)
-    oom = wire.dumps(["exc", -1, "MemoryError", ""])  # built now: no memory may be left later
+    oom = OOM_REPLY
 
     def reply(msg: Any) -> None:
         try:
             data = wire.dumps(msg)
         except MemoryError:
             data = oom
-        chan.sendall(data)
+        write_all(CHANNEL_FD, data)
 
-    msg = wire.recv_msg(chan)
+    msgs = read_frames(CHANNEL_FD)
+    msg = next(msgs)
     if msg[0] != "load":
         os._exit(2)
     code, entry = msg[1], msg[2]
@@ -696,14 +756,13 @@ def run_candidate() -> None:
         if not callable(fn):
             raise NameError(f"the entry point {entry!r} is not defined")
     except MemoryError:
-        chan.sendall(oom)
+        write_all(CHANNEL_FD, oom)
         os._exit(0)
     except BaseException as e:  # SyntaxError, an import that fails, sys.exit() at top level
-        send(chan, ["load_error", type(e).__name__, _describe(e)])
+        write_all(CHANNEL_FD, wire.dumps(["load_error", type(e).__name__, _describe(e)]))
         os._exit(0)
     reply(["ready"])
-    while True:
-        msg = wire.recv_msg(chan)
+    for msg in msgs:
         if msg[0] != "call":
             os._exit(0)
         seq = msg[1]
@@ -739,16 +798,14 @@ def send(sock: socket.socket, msg: Any) -> None:
 
 
 class Control:
-    """The control channel, read with the descriptors that come with a run request."""
+    """The control channel from the judge."""
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
         self.buf = b""
-        self.fds: list[int] = []
 
     def read_some(self) -> bool:
-        data, fds, _, _ = socket.recv_fds(self.sock, 1 << 16, 4)
-        self.fds.extend(fds)
+        data = self.sock.recv(1 << 16)
         self.buf += data
         return bool(data)
 
@@ -774,60 +831,61 @@ class Control:
 
 def serve(st: State, sock: socket.socket) -> None:
     # Freeze every object the server holds into the permanent generation: a candidate's garbage
-    # collections then never walk (and copy-on-write) the server's heap, which is most of the
-    # cost of a fork after the fork itself.
+    # collections then never walk (and copy-on-write) the server's heap. Then hand the set-up's
+    # freed heap back to the kernel: every fork copies the page table of what stays resident.
     import gc
 
     gc.collect()
     gc.freeze()
+    kernel.malloc_trim()
     ctl = Control(sock)
-    if st.cfg.get("rcfg"):
+    rcfg = st.cfg.get("rcfg")
+    if rcfg:
         with contextlib.suppress(OSError):
-            st.spare = make_child(st, st.cfg["rcfg"])
+            st.spare = make_child(st, rcfg)
     while True:
         msg = ctl.recv()
         if msg is None:
             discard(st.spare)
             return
         if msg[0] == "run":
-            fds, ctl.fds = ctl.fds, []
-            if len(fds) != 2:
-                for fd in fds:
-                    os.close(fd)
-                send(sock, ["error", "run request without its two descriptors"])
-                continue
-            if not handle_run(st, ctl, msg[1], fds[0], fds[1]):
+            if not rcfg:
+                send(sock, ["error", "this server was started without limits for candidates"])
+            elif not handle_run(st, ctl, rcfg):
                 return
         elif msg[0] == "ping":
             send(sock, ["pong"])
         # anything else, such as a "finish" that crossed the candidate's own exit, is stale
 
 
-def handle_run(st: State, ctl: Control, rcfg: dict[str, Any], chan_fd: int, out_fd: int) -> bool:
-    """One candidate from hand-over to its last dead descendant: it ends when the candidate exits
-    (it does after the judge's "bye") or when the judge says "finish" (then we kill it). Then
+def handle_run(st: State, ctl: Control, rcfg: dict[str, Any]) -> bool:
+    """One candidate from "go" to its last dead descendant: it ends when the candidate exits (it
+    does after the judge's "bye") or when the judge says "finish" (then we kill it). Then
     ["exited", ...] and ["done"] go out together, and the next spare child is forked. False when
     the judge went away."""
     child, st.spare = st.spare, None
     try:
-        if child is not None and child.rcfg != rcfg:
-            discard(child)
+        if child is not None and reap(child.pid, block=False) is not None:  # killed while waiting
+            child.close_fds()
             child = None
-        try:
-            child = child or make_child(st, rcfg)
-            hand_over(child, chan_fd, out_fd)
-        except OSError:  # the spare died (or could not be made): one fresh try
-            discard(child)
-            child = make_child(st, rcfg)
-            hand_over(child, chan_fd, out_fd)
+        child = child or make_child(st, rcfg)
     except OSError as e:
         send(ctl.sock, ["error", f"fork: {e}"])
         return True
-    finally:
-        os.close(chan_fd)
-        os.close(out_fd)
+    try:
+        socket.send_fds(ctl.sock, [wire.dumps(["go"])], [child.chan_fd, child.out_fd])
+    except OSError:
+        discard(child)
+        return False
+    child.close_fds()
+    if st.level == "namespaces":
+        # The next spare is forked and confined while this candidate runs, off the judge's path:
+        # in a pid namespace of its own, the candidate can neither see nor signal it. (Below
+        # that level it could, under the same uid: there the spare waits until the sweep.)
+        with contextlib.suppress(OSError):
+            st.spare = make_child(st, rcfg)
     alive = watch(st, ctl, child.pid)
-    if alive:
+    if alive and st.spare is None:
         with contextlib.suppress(OSError):
             st.spare = make_child(st, rcfg)
     return alive
@@ -944,14 +1002,9 @@ def _chmod_retry(func: Any, path: str, _exc: Any) -> None:
 def selftest(st: State) -> None:
     """Run one tiny candidate through the whole path before saying hello: a level whose set-up
     the kernel refuses at fork time is found now, not on the first real candidate."""
-    judge_end, cand_end = socket.socketpair()
-    out_r, out_w = os.pipe()
-    rcfg = dict(st.cfg["selftest_limits"])
-    try:
-        pid = spawn(st, rcfg, cand_end.fileno(), out_w)
-    finally:
-        cand_end.close()
-        os.close(out_w)
+    child = make_child(st, dict(st.cfg["selftest_limits"]))
+    judge_end = socket.socket(fileno=child.chan_fd)
+    child.chan_fd = -1
     judge_end.settimeout(20)
     try:
         send(judge_end, ["load", "def f(x):\n    return [x, 2.5, 'ok']\n", "f"])
@@ -963,15 +1016,13 @@ def selftest(st: State) -> None:
         if reply[0] != "ret" or wire.from_tree(reply[2]) != [1, 2.5, "ok"]:
             raise OSError(f"the self-test candidate answered {reply}")
     except (OSError, EOFError, wire.WireError) as e:
-        err = os.read(out_r, 4096).decode(errors="replace").strip() if select.select([out_r], [], [], 0)[0] else ""
+        out = child.out_fd
+        err = os.read(out, 4096).decode(errors="replace").strip() if select.select([out], [], [], 0)[0] else ""
         raise OSError(f"{e} {err}".strip()) from None
     finally:
         judge_end.close()
-        os.close(out_r)
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-        reap(pid, block=True)
-        sweep(st, pid)
+        discard(child)
+        sweep(st, child.pid)
 
 
 def features() -> dict[str, Any]:
@@ -995,7 +1046,7 @@ def hello(st: State, missing: dict[str, str]) -> dict[str, Any]:
 
 
 def main() -> None:
-    sock = socket.socket(fileno=int(sys.argv[1]))
+    sock = socket.socket(fileno=int(sys.argv[-1]))
     cfg = Control(sock).recv()
     if cfg is None or cfg[0] != "config":
         return

@@ -8,7 +8,9 @@ runs here with `candidate` a proxy whose calls cross into the child.
 
 from __future__ import annotations
 
+import ast
 import builtins
+import collections
 import contextlib
 import functools
 import logging
@@ -44,6 +46,7 @@ log = logging.getLogger(__name__)
 _repr = reprlib.Repr()
 _repr.maxstring = _repr.maxother = 60
 _repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxdict = 6
+_MAX_PREFETCH = 1000  # literal calls of a check program sent with the code
 
 
 class _Stop(BaseException):
@@ -188,21 +191,38 @@ class _Channel:
 
 
 class _CandidateProxy:
-    """`candidate` inside a check program: each call crosses into the candidate's process."""
+    """`candidate` inside a check program: each call crosses into the candidate's process.
 
-    def __init__(self, chan: _Channel, tally: _Tally, name: str) -> None:
+    The calls the check's source makes with literal arguments, up to the first that has other
+    arguments, went out with the code (`prefetched`, in source order): a check that runs them in
+    that order finds each answer waiting instead of paying a round trip per assert. The first
+    call that is not the next prefetched one goes out by itself, and from then on the answers to
+    the remaining prefetched calls are dropped unread."""
+
+    def __init__(self, chan: _Channel, tally: _Tally, name: str, prefetched: list[tuple[bytes, Any]]) -> None:
         self._chan, self._tally, self.__name__ = chan, tally, name
-        self._seq = 0
+        self._queue = collections.deque((seq, key) for seq, (key, _) in enumerate(prefetched))
+        self._seq = len(prefetched)
+        self._stale: set[int] = set()
         self.last_exc: BaseException | None = None
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        seq, self._seq = self._seq, self._seq + 1
         try:
-            call = ["call", seq, wire.to_tree(list(args)), wire.to_tree(kwargs)]
+            trees = [wire.to_tree(list(args)), wire.to_tree(kwargs)]
         except wire.WireError as e:
             raise TypeError(f"argument not transferable to the candidate: {e}") from None
-        self._chan.send(call)
+        key = wire.dumps(trees)  # exact: True, 1 and 1.0 are three different calls
+        if self._queue and self._queue[0][1] == key:
+            seq = self._queue.popleft()[0]
+        else:
+            self._stale.update(seq for seq, _ in self._queue)
+            self._queue.clear()
+            seq, self._seq = self._seq, self._seq + 1
+            self._chan.send(["call", seq, *trees])
         reply = self._chan.recv()
+        while len(reply) > 1 and type(reply[1]) is int and reply[1] in self._stale:
+            self._stale.discard(reply[1])
+            reply = self._chan.recv()
         if reply[0] == "ret" and reply[1] == seq and len(reply) == 3:
             try:
                 return wire.from_tree(reply[2])
@@ -217,6 +237,66 @@ class _CandidateProxy:
             raise _Stop("rejected", str(reply[2]))
         self._tally.fail("rejected", "protocol violation")
         raise _Stop("rejected", "protocol violation")
+
+
+def _literal_calls(check: str, entry_point: str) -> list[tuple[bytes, Any]]:
+    """The calls to the candidate that `def check(candidate)` makes first and for certain, in the
+    order it makes them, up to the first one that is not certain (in a branch, a loop, a
+    short-circuit, an assert's message, a lambda) or whose arguments are not literals that can
+    travel: (exact key, [args tree, kwargs tree]) each. Only such calls may run ahead: the
+    candidate must never run a call the check would not have made (it could hang on it)."""
+    try:
+        module = ast.parse(check)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return []
+    fn = next((n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == "check"), None)
+    if fn is None or not fn.args.args:
+        return []
+    names = {fn.args.args[0].arg, entry_point}
+    out: list[tuple[bytes, Any]] = []
+    for stmt in fn.body:
+        if isinstance(stmt, (ast.Pass, ast.Import, ast.ImportFrom)):
+            continue
+        if isinstance(stmt, ast.Assert):
+            value = stmt.test  # the message is evaluated only when the check fails anyway
+        elif isinstance(stmt, ast.Expr) or (isinstance(stmt, ast.Assign) and all(isinstance(t, ast.Name) for t in stmt.targets)):
+            value = stmt.value
+        else:
+            break
+        if len(out) >= _MAX_PREFETCH:
+            break
+        if not _certain_calls(value, names, out):
+            break
+    return out
+
+
+def _certain_calls(node: ast.AST, names: set[str], out: list[tuple[bytes, Any]]) -> bool:
+    """Append the candidate calls evaluating `node` certainly makes, in order; False at the first
+    call that is not certain or not literal (where the prefetched calls must end)."""
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names:
+        try:
+            if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
+                return False
+            trees = [wire.to_tree([ast.literal_eval(a) for a in node.args]),
+                     wire.to_tree({k.arg: ast.literal_eval(k.value) for k in node.keywords})]
+        except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError, wire.WireError):
+            return False
+        out.append((wire.dumps(trees), trees))
+        return True
+    if isinstance(node, ast.BoolOp):
+        certain, maybe = node.values[:1], node.values[1:]
+    elif isinstance(node, ast.IfExp):
+        certain, maybe = [node.test], [node.body, node.orelse]
+    elif isinstance(node, ast.Compare):  # a chain stops at its first false link
+        certain, maybe = [node.left, node.comparators[0]], node.comparators[1:]
+    elif isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Dict)):
+        certain, maybe = [], [node]  # run later, many times, or in another order
+    else:
+        certain, maybe = list(ast.iter_child_nodes(node)), []
+    if not all(_certain_calls(c, names, out) for c in certain):
+        return False
+    return not any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in names
+                   for m in maybe for n in ast.walk(m))
 
 
 def _rebuild_exception(name: str, message: str) -> BaseException:
@@ -260,7 +340,7 @@ class Judge:
                         "preload": list(preload), "selftest_limits": _rcfg(Limits(timeout_s=5)),
                         "rcfg": _rcfg(self.limits)}  # the server keeps a child with these limits ready
         self._lock = threading.Lock()
-        self._checks: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._checks: dict[tuple[str, str, str], tuple[Any, Any, list[tuple[bytes, Any]]]] = {}
         self._server: ForkServer | None = None
         self._closed = False
         self._start()
@@ -346,35 +426,44 @@ class Judge:
         server = self._server
         assert server is not None
         tally = _Tally(problem.num_tests)
-        judge_end, cand_end = socket.socketpair()
-        out_r, out_w = os.pipe()
         exited = None
+        judge_end: socket.socket | None = None
+        out_r = -1
         try:
-            try:
-                server.start(_rcfg(self.limits), cand_end.fileno(), out_w)
-            finally:
-                cand_end.close()
-                os.close(out_w)
-            chan = _Channel(judge_end, out_r, server, t0 + self.limits.wall_s, self.limits)
-            try:
-                self._converse(problem, code, chan, tally)
-            except _Stop as stop:
-                tally.stop = stop
-            # After "bye" the candidate leaves by itself; anything else is killed now.
-            exited = server.finish(kill=tally.stop is not None)
+            fds = server.start(timeout=self.limits.wall_s)
+            if fds is None:
+                tally.stop = _Stop("server", server.error)
+            else:
+                judge_end, out_r = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fds[0]), fds[1]
+                chan = _Channel(judge_end, out_r, server, t0 + self.limits.wall_s, self.limits)
+                try:
+                    self._converse(problem, code, chan, tally)
+                except _Stop as stop:
+                    tally.stop = stop
+                # After "bye" the candidate leaves by itself; anything else is killed now.
+                exited = server.finish(kill=tally.stop is not None)
         except ServerDied as e:
             log.warning("sandbox: fork server failed during a run: %s", e)
             tally.stop = _Stop("server", str(e))
             server.close()
         finally:
-            judge_end.close()
-            os.close(out_r)
+            if judge_end is not None:
+                judge_end.close()
+            if out_r >= 0:
+                os.close(out_r)
         return self._verdict(tally, exited, t0)
 
     def _converse(self, problem: Problem, code: str, chan: _Channel, tally: _Tally) -> None:
-        calls = [] if problem.check is not None else self._calls(problem, tally)
         # Tests are pipelined: the code, every call and the "bye" go out at once, and the
         # candidate answers them in order (the inputs are no secret; the expected values stay).
+        # A check program's literal calls go out the same way (see _CandidateProxy).
+        prefetched: list[tuple[bytes, Any]] = []
+        if problem.check is not None:
+            with contextlib.suppress(SyntaxError):  # _run_check reports it
+                prefetched = self._compiled_check(problem)[2]
+            calls = [["call", seq, *trees] for seq, (_, trees) in enumerate(prefetched)]
+        else:
+            calls = self._calls(problem, tally)
         chan.send(["load", code, problem.entry_point], *(c for c in calls if c is not None),
                   *([["bye"]] if problem.check is None else []))
         first = chan.recv()
@@ -389,7 +478,7 @@ class Judge:
         elif first[0] != "ready":
             tally.fail("rejected", "protocol violation before the first test")
         elif problem.check is not None:
-            self._run_check(problem, chan, tally)
+            self._run_check(problem, chan, tally, prefetched)
             chan.send(["bye"])
         else:
             self._run_tests(problem, calls, chan, tally)
@@ -430,9 +519,9 @@ class Judge:
                 tally.fail("rejected", f"test {i + 1}: protocol violation")
                 raise _Stop("rejected", "protocol violation")
 
-    def _run_check(self, problem: Problem, chan: _Channel, tally: _Tally) -> None:
+    def _run_check(self, problem: Problem, chan: _Channel, tally: _Tally, prefetched: list[tuple[bytes, Any]]) -> None:
         try:
-            prompt_code, check_code = self._compiled_check(problem)
+            prompt_code, check_code, _ = self._compiled_check(problem)
         except SyntaxError as e:
             tally.fail("error", f"the problem's check program does not compile: {e.msg} (line {e.lineno})")
             return
@@ -442,7 +531,7 @@ class Judge:
             # prompt, run here: the candidate's redefinition of them must not count.
             with contextlib.suppress(Exception):
                 exec(prompt_code, ns)
-        proxy = _CandidateProxy(chan, tally, problem.entry_point)
+        proxy = _CandidateProxy(chan, tally, problem.entry_point, prefetched)
         ns[problem.entry_point] = proxy
         try:
             exec(check_code, ns)
@@ -462,7 +551,8 @@ class Judge:
         if tally.first is None:
             tally.passed = 1
 
-    def _compiled_check(self, problem: Problem) -> tuple[Any, Any]:
+    def _compiled_check(self, problem: Problem) -> tuple[Any, Any, list[tuple[bytes, Any]]]:
+        """The prompt's and the check's code objects and the check's literal calls (cached)."""
         key = (problem.id, problem.prompt, problem.check or "")
         if key not in self._checks:
             if len(self._checks) > 4096:
@@ -471,7 +561,8 @@ class Judge:
                 prompt_code = compile(problem.prompt, "<prompt>", "exec")
             except (SyntaxError, ValueError):
                 prompt_code = None  # a prose prompt: no helpers to define
-            self._checks[key] = (prompt_code, compile(problem.check or "", "<check>", "exec"))
+            check_code = compile(problem.check or "", "<check>", "exec")
+            self._checks[key] = (prompt_code, check_code, _literal_calls(problem.check or "", problem.entry_point))
         return self._checks[key]
 
     def _verdict(self, tally: _Tally, exited: tuple[int, float, int] | None, t0: float) -> Verdict:

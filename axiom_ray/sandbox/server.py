@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import array
 import collections
 import contextlib
 import os
@@ -17,6 +18,11 @@ from axiom_ray.sandbox import wire
 from axiom_ray.sandbox.core import SandboxUnavailable
 
 FORKSERVER = os.path.join(os.path.dirname(os.path.abspath(__file__)), "forkserver.py")
+# The server's code is loaded by the import system (from its cached bytecode), not run as a
+# script: compiling its source would leave ~3 MB of freed but resident heap in the server, whose
+# page tables every fork then copies.
+_BOOT = ("import importlib.util as u, sys; s = u.spec_from_file_location('axiom_forkserver', sys.argv[1]); "
+         "m = u.module_from_spec(s); s.loader.exec_module(m); m.main()")
 SERVER_ENV = {"PATH": "/usr/local/bin:/usr/bin:/bin", "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
 
 # What candidates commonly import, imported once in the server so a verdict costs only a fork.
@@ -26,6 +32,18 @@ DEFAULT_PRELOAD = (
     "numbers", "operator", "queue", "random", "re", "statistics", "string", "struct", "textwrap",
     "threading", "typing", "unicodedata",
 )
+
+
+def _recv_with_fds(sock: socket.socket) -> tuple[bytes, list[int]]:
+    """What the server has sent, without blocking, and the descriptors that came with it (close-on-
+    exec at once). socket.recv_fds would do, but before Python 3.12 it ignores its flags."""
+    fds = array.array("i")
+    data, ancdata, _, _ = sock.recvmsg(1 << 16, socket.CMSG_SPACE(4 * fds.itemsize),
+                                       socket.MSG_DONTWAIT | socket.MSG_CMSG_CLOEXEC)
+    for level, kind, payload in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            fds.frombytes(payload[: len(payload) - len(payload) % fds.itemsize])
+    return data, list(fds)
 
 
 class ServerDied(RuntimeError):
@@ -39,13 +57,15 @@ class ForkServer:
         parent, child = socket.socketpair()
         try:
             self.proc = subprocess.Popen(
-                [sys.executable or "python3", "-I", FORKSERVER, str(child.fileno())],
+                [sys.executable or "python3", "-I", "-c", _BOOT, FORKSERVER, str(child.fileno())],
                 pass_fds=(child.fileno(),), env=SERVER_ENV, cwd="/", stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL, start_new_session=True)
         finally:
             child.close()
         self.sock = parent
         self.buf = b""
+        self.fds: list[int] = []  # descriptors received, not yet claimed by a "go"
+        self.go: tuple[int, int] | None = None
         self.inbox: collections.deque[Any] = collections.deque()
         self.exited: tuple[int, float, int] | None = None
         self.done = self.running = self.dead = False
@@ -65,14 +85,9 @@ class ForkServer:
 
     # -- messages --
 
-    def send(self, msg: Any, fds: tuple[int, ...] = ()) -> None:
-        data = wire.dumps(msg)
+    def send(self, msg: Any) -> None:
         try:
-            if fds:
-                sent = socket.send_fds(self.sock, [data], list(fds))
-                data = data[sent:]
-            if data:
-                self.sock.sendall(data)
+            self.sock.sendall(wire.dumps(msg))
         except OSError as e:
             self.dead = True
             raise ServerDied(f"sending to the fork server: {e}") from None
@@ -81,12 +96,13 @@ class ForkServer:
         """Read whatever the server has sent, without blocking; ServerDied at EOF."""
         while True:
             try:
-                chunk = self.sock.recv(1 << 16, socket.MSG_DONTWAIT)
+                chunk, fds = _recv_with_fds(self.sock)
             except BlockingIOError:
                 break
             except OSError as e:
                 self.dead = True
                 raise ServerDied(str(e)) from None
+            self.fds.extend(fds)
             if not chunk:
                 self.dead = True
                 raise ServerDied("the fork server exited")
@@ -97,7 +113,12 @@ class ForkServer:
                 break
             msg = wire.loads(self.buf[wire.HEADER_SIZE: wire.HEADER_SIZE + n])
             self.buf = self.buf[wire.HEADER_SIZE + n:]
-            if msg[0] == "exited":
+            if msg[0] == "go":
+                if len(self.fds) < 2:
+                    self.dead = True
+                    raise ServerDied("the fork server sent no descriptors with its go")
+                self.go, self.fds = (self.fds[0], self.fds[1]), self.fds[2:]
+            elif msg[0] == "exited":
                 self.exited = (int(msg[1]), float(msg[2]), int(msg[3]))
             elif msg[0] == "done":
                 self.done = True
@@ -120,11 +141,25 @@ class ForkServer:
 
     # -- one run --
 
-    def start(self, rcfg: dict[str, Any], chan_fd: int, out_fd: int) -> None:
-        """Ask for a confined child on these descriptors; no reply is awaited (the judge talks to
-        the child at once: its first messages wait in the socket while the server forks)."""
+    def start(self, timeout: float) -> tuple[int, int] | None:
+        """Ask for a confined child: the judge's ends of its channel (a socket) and of its output
+        pipe, or None when the server could not fork one (the reason in `error`)."""
         self.exited, self.done, self.error, self.running = None, False, "", True
-        self.send(["run", rcfg], (chan_fd, out_fd))
+        self.send(["run"])
+        deadline = time.monotonic() + timeout
+        while True:
+            self.pump()
+            if self.go is not None:
+                fds, self.go = self.go, None
+                return fds
+            if self.error:
+                self.running = False
+                return None
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.dead = True
+                raise ServerDied(f"no child from the fork server within {timeout:g}s")
+            select.select([self.sock], [], [], left)
 
     def finish(self, kill: bool, grace: float = 2.0, timeout: float = 15.0) -> tuple[int, float, int] | None:
         """Wait until the candidate and everything it started are gone; `kill` (or a candidate
@@ -161,6 +196,10 @@ class ForkServer:
         a server that does not leave in time is killed with its whole process group."""
         with contextlib.suppress(OSError):
             self.sock.close()
+        for fd in self.fds + list(self.go or ()):
+            with contextlib.suppress(OSError):
+                os.close(fd)
+        self.fds, self.go = [], None
         try:
             self.proc.wait(timeout=5)
         except subprocess.TimeoutExpired:
