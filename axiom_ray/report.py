@@ -94,6 +94,7 @@ class IterationData:
     heldout: Summary | None = None  # model k on the held-out problems (iter_k/eval)
     train_set: Summary | None = None  # the SFT set that trained adapter k (iter_k/train)
     missing: list[str] = field(default_factory=list)  # phases not done
+    curriculum: dict[str, Any] | None = None  # the problems the curriculum chose for iter_k/samples
     notes: list[str] = field(default_factory=list)  # done phases worth a remark
 
     @property
@@ -139,6 +140,10 @@ class RunData:
     def ks(self) -> list[int]:
         return sorted({1, *(int(k) for k in self.config("evaluation.ks") or [])})
 
+    def curriculum_on(self) -> bool:
+        """Whether some iteration sampled a curriculum's subset of the training pool."""
+        return any(it.curriculum for it in self.iterations)
+
 
 def phases_of(k: int, with_eval: bool = True) -> tuple[str, ...]:
     """Iteration 0 samples (and evaluates) the base model; later ones train and redeploy first."""
@@ -178,6 +183,9 @@ def collect(run_dir: str) -> RunData:
     for key in sorted((k for k in raw if str(k).isdigit()), key=int):
         entry = raw[key] or {}
         it = IterationData(int(key), entry.get("adapter"), dict(entry.get("phases") or {}))
+        it.curriculum = (
+            entry.get("curriculum") if isinstance(entry.get("curriculum"), dict) else None
+        )
         _note_missing(it, run.has_eval())
         it.train_pool = _read_phase(store, it, "samples", ks=[1])
         it.heldout = _read_phase(store, it, "eval", ks=run.ks())
@@ -366,6 +374,7 @@ def _config_blocks(run: RunData) -> list[Block]:
             f"max {c('data.max_per_problem')} per problem, dedupe {c('data.dedupe')}, "
             f"accumulate {c('data.accumulate')}",
         ),
+        ("Curriculum", _curriculum_setting(run)),
         (
             "Run",
             f"`{run.manifest.get('run_id', '—')}` created {run.manifest.get('created_at', '—')}",
@@ -380,6 +389,70 @@ def _config_blocks(run: RunData) -> list[Block]:
     else:
         blocks.append(Para("The manifest records no command line to reproduce this run."))
     return blocks
+
+
+def _curriculum_setting(run: RunData) -> str:
+    mode = run.config("data.curriculum")
+    if mode is None:
+        return "—"  # a manifest from before the curriculum existed
+    active = run.curriculum_on()
+    text = str(mode)
+    if mode == "auto":
+        text += " (on for this run)" if active else " (off for this run)"
+    if active or mode == "on":
+        text += (
+            f": at most {run.config('data.curriculum_size')} problems per iteration, "
+            f"{run.config('data.curriculum_explore')} of them for never-tried or unsolved ones, "
+            f"step up a difficulty at {run.config('data.curriculum_step_up')} solved"
+        )
+    return text
+
+
+CURRICULUM_NOTE = (
+    "With the curriculum, each iteration samples its own subset of the training pool (see "
+    "Curriculum), so training-pool rows of different iterations cover different problems; "
+    "the held-out problems are the same for every model."
+)
+
+
+def _curriculum_blocks(run: RunData) -> list[Block]:
+    """What the curriculum chose per iteration (only for runs where it was on)."""
+    chosen = [it for it in run.iterations if it.curriculum]
+    if not chosen:
+        return []
+    header = [
+        "Iteration",
+        "Problems sampled",
+        "Frontier",
+        "Sometimes solved",
+        "Never tried",
+        "Unsolved",
+        "Mastered skipped",
+        "Easy / medium / hard",
+    ]
+    rows = []
+    for it in chosen:
+        cur = it.curriculum or {}
+        kinds, levels = cur.get("chosen") or {}, cur.get("difficulty") or {}
+        rows.append(
+            [
+                str(it.k),
+                f"{len(cur.get('ids') or [])} of {cur.get('pool', '?')}",
+                str(cur.get("frontier", "—")),
+                *(str(kinds.get(c, 0)) for c in ("learning", "untried", "unsolved")),
+                str(cur.get("mastered_skipped", 0)),
+                " / ".join(str(levels.get(lv, 0)) for lv in ("easy", "medium", "hard")),
+            ]
+        )
+    intro = (
+        "Each iteration samples at most the configured number of training problems, chosen from "
+        "the earlier iterations' samples: problems every sample solved last time are skipped, "
+        "sometimes-solved ones come first, a share goes to never-tried or unsolved ones, and the "
+        "frontier difficulty steps up once most tried problems of the easier level are solved "
+        "(rules: `axiom_ray/curriculum.py`; the chosen ids: `iterations.K.curriculum` in the "
+        "manifest)."
+    )
+    return [Heading(2, "Curriculum"), Para(intro), Table(header, rows)]
 
 
 def _pass_rate_bars(scored: list[Scored]) -> Pre:
@@ -400,6 +473,8 @@ def _results_blocks(run: RunData) -> list[Block]:
     for pool in ("train", "eval"):
         scored = _have(run, pool)
         blocks += [Heading(3, POOL_TITLES[pool]), Para(f"Rows: {POOL_WHAT[pool]}.")]
+        if pool == "train" and run.curriculum_on():
+            blocks.append(Para(CURRICULUM_NOTE))
         if not scored:
             blocks.append(Para("No finished sample rows yet."))
             continue
@@ -424,9 +499,35 @@ def _comparison_blocks(run: RunData) -> list[Block]:
                     Heading(3, POOL_TITLES[pool]),
                     Table(header, comparison_rows(base, other)),
                 ]
+                note = _common_problems_note(base, other, it.label)
+                if note:
+                    parts.append(note)
         if parts:
             blocks += [Heading(2, f"Base vs Model {it.k}"), *parts]
     return blocks
+
+
+def _common_problems_note(base: Summary, other: Summary, label: str) -> Para | None:
+    """When two models sampled different problems (the curriculum), their figures above cover
+    different sets: compare the per-sample pass rate on the problems both sampled."""
+    if set(base.per_problem) == set(other.per_problem):
+        return None
+    common = sorted(set(base.per_problem) & set(other.per_problem))
+    if not common:
+        return Para(
+            f"The base and {label} sampled no problem in common (curriculum): compare them on "
+            "the held-out problems."
+        )
+
+    def rate(s: Summary) -> str:
+        c = sum(s.per_problem[p][0] for p in common)
+        n = sum(s.per_problem[p][1] for p in common)
+        return f"{fmt_pct(c / n if n else math.nan)} ({c}/{n})"
+
+    return Para(
+        f"The two models sampled different problems (curriculum); on the {len(common)} both "
+        f"sampled, the per-sample pass rate went from {rate(base)} to {rate(other)}."
+    )
 
 
 def _problem_order(run: RunData, pool: str, scored: list[Scored]) -> list[str]:
@@ -448,21 +549,38 @@ def _cell(counts: tuple[int, int] | None, base: tuple[int, int] | None, mark: bo
 
 
 def per_problem_text(run: RunData, pool: str) -> str | None:
-    """axiom-rl's per-problem breakdown: passes out of N per problem, base vs each iteration."""
+    """axiom-rl's per-problem breakdown: passes out of N per problem, base vs each iteration.
+
+    A problem a model did not sample (the curriculum) shows "—"; arrows compare with the first
+    model that sampled the problem (the base, unless the curriculum chose it later)."""
     scored = _have(run, pool)
     if not scored:
         return None
     base = _base(run, pool)
     grid = [["Problem", *(it.label for it, _ in scored)]]
     for pid in _problem_order(run, pool, scored):
-        b = base.per_problem.get(pid) if base else None
-        grid.append([pid, *(_cell(s.per_problem.get(pid), b, it.k > 0) for it, s in scored)])
-    grid.append(["TOTAL", *(_total(s, base if it.k > 0 else None) for it, s in scored)])
+        first = next(j for j, (_, s) in enumerate(scored) if pid in s.per_problem)
+        ref = scored[first][1].per_problem[pid]
+        grid.append(
+            [
+                pid,
+                *(_cell(s.per_problem.get(pid), ref, j > first) for j, (_, s) in enumerate(scored)),
+            ]
+        )
+    grid.append(["TOTAL", *(_total(s, _same_problems(base, s, it.k)) for it, s in scored)])
     # Column widths from every cell (totals are the widest), two spaces between columns.
     widths = [max(len(row[j]) for row in grid) + 2 for j in range(len(grid[0]))]
     lines = ["".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in grid]
     rule = "─" * (sum(widths) - 2)
     return "\n".join([lines[0], rule, *lines[1:-1], rule, lines[-1]])
+
+
+def _same_problems(base: Summary | None, s: Summary, k: int) -> Summary | None:
+    """The base, to compare totals with, when model k sampled the same problems (else the
+    relative change would mix problem sets)."""
+    if k == 0 or base is None or set(base.per_problem) != set(s.per_problem):
+        return None
+    return base
 
 
 def _total(s: Summary, base: Summary | None) -> str:
@@ -475,7 +593,11 @@ def _total(s: Summary, base: Summary | None) -> str:
 def _breakdown_blocks(run: RunData) -> list[Block]:
     blocks: list[Block] = [
         Heading(2, "Per-problem breakdown"),
-        Para("Passes out of N first-round samples per problem; ⬆/⬇ against the base."),
+        Para(
+            "Passes out of N first-round samples per problem; ⬆/⬇ against the base (against "
+            "the first model that sampled the problem when a curriculum chose it later); — where "
+            "a model did not sample it."
+        ),
     ]
     for pool in ("train", "eval"):
         text = per_problem_text(run, pool)
@@ -586,7 +708,7 @@ def _training_blocks(run: RunData) -> list[Block]:
 
 def _plot_blocks(plots: Mapping[str, bytes]) -> list[Block]:
     captions = {
-        "pass_rates": "Per-sample pass rate and solve rate per iteration (held-out: pass@1 with 95% CI)",
+        "pass_rates": "Per-sample pass rate and solve rate per iteration (held-out: pass@k with 95% CI)",
         "heatmap_train": "Per-problem passes/N across models: training pool",
         "heatmap_eval": "Per-problem passes/N across models: held-out problems",
         "phase_times": "Phase wall times per iteration",
@@ -613,6 +735,7 @@ def build_blocks(run: RunData, plots: Mapping[str, bytes]) -> list[Block]:
         *_status_blocks(run),
         *_results_blocks(run),
         *_comparison_blocks(run),
+        *_curriculum_blocks(run),
         *_breakdown_blocks(run),
         *_passk_blocks(run),
         *_timing_blocks(run),
@@ -723,19 +846,33 @@ def _rate_axis(ax: Any, run: RunData, pool: str) -> None:
     xs = [it.k for it, _ in scored]
     sums = [s for _, s in scored]
     if pool == "eval":
-        p1 = [s.pass_at_k.get(1, math.nan) for s in sums]
-        cis = [s.pass_at_k_ci(1, seed=BOOT_SEED) for s in sums]
-        err = [
-            [max(p - lo, 0) for p, (lo, _) in zip(p1, cis, strict=True)],
-            [max(hi - p, 0) for p, (_, hi) in zip(p1, cis, strict=True)],
-        ]
-        ax.errorbar(xs, p1, yerr=err, marker="o", capsize=4, label="pass@1 (95% CI)")
+        # pass@1, and any larger configured k, each with its bootstrap interval
+        for i, k in enumerate(run.ks()):  # nudged apart so the error bars do not overlap
+            _pass_at_k_curve(ax, [x + 0.05 * i for x in xs], sums, k)
     else:
         ax.plot(xs, [s.sample_pass_rate for s in sums], marker="o", label="per-sample pass rate")
     ax.plot(xs, [s.solve_rate for s in sums], marker="s", linestyle="--", label="solve rate")
     ax.set_xticks(xs, [it.short for it, _ in scored])
     ax.margins(x=0.15)
     ax.legend(loc="lower right")
+
+
+def _pass_at_k_curve(ax: Any, xs: list[float], sums: list[Summary], k: int) -> None:
+    values = [s.pass_at_k.get(k, math.nan) for s in sums]
+    if all(math.isnan(v) for v in values):
+        return  # too few samples per problem for this k
+    cis = [s.pass_at_k_ci(k, seed=BOOT_SEED) for s in sums]
+    err = [
+        [
+            max(p - lo, 0) if not math.isnan(p) else 0
+            for p, (lo, _) in zip(values, cis, strict=True)
+        ],
+        [
+            max(hi - p, 0) if not math.isnan(p) else 0
+            for p, (_, hi) in zip(values, cis, strict=True)
+        ],
+    ]
+    ax.errorbar(xs, values, yerr=err, marker="o", capsize=4, label=f"pass@{k} (95% CI)")
 
 
 def plot_pass_rates(run: RunData) -> bytes:

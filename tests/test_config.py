@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from axiom_ray.config import ConfigError, RunConfig, build_config, config_from_dict, diff_identity
@@ -55,7 +57,82 @@ def test_config_imports_without_heavy_modules():
     import subprocess
     import sys
 
-    code = "import sys, axiom_ray.config, axiom_ray.samples, axiom_ray.placement, axiom_ray.problems; " \
+    code = "import sys, axiom_ray.config, axiom_ray.samples, axiom_ray.placement, axiom_ray.problems, " \
+           "axiom_ray.curriculum; " \
            "print(sorted(m for m in ('torch', 'vllm', 'ray') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+CONFIGS = sorted(CONFIG_DIR.glob("*.yaml"))
+
+
+def test_configs_folder_has_the_experiments():
+    names = {p.name for p in CONFIGS}
+    assert {"experiment-smollm2-cpu.yaml", "experiment-qwen-coder-1.5b-gpu.yaml"} <= names
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_config_file_loads(path):
+    from axiom_ray.problems import SETS
+
+    cfg = build_config(path)
+    assert config_from_dict(cfg.to_dict()) == cfg
+    # problem sets are named, not listed: each name must be a known set (resolving them would
+    # load CodeI/O and HumanEval, too slow for this file's tests)
+    for spec in (cfg.problems, cfg.evaluation.problems):
+        assert all(name.strip() in SETS for name in spec.split(",")), spec
+    assert cfg.storage == "", "a config names no run directory: --storage does (see its header)"
+    assert "ray job submit --working-dir . -- python jobs/iterate.py" in path.read_text()
+    assert "scripts/run.sh --config" in path.read_text()
+
+
+def test_the_cpu_experiment_is_axiom_rls():
+    cfg = build_config(CONFIG_DIR / "experiment-smollm2-cpu.yaml")
+    assert (cfg.model, cfg.problems, cfg.iterations, cfg.generation.samples) == ("default", "axiom-rl", 3, 8)
+    assert cfg.evaluation.problems == "heldout" and cfg.data.curriculum == "off"
+
+
+def test_the_gpu_experiment():
+    cfg = build_config(CONFIG_DIR / "experiment-qwen-coder-1.5b-gpu.yaml")
+    assert cfg.model == "Qwen/Qwen2.5-Coder-1.5B-Instruct" and cfg.generation.dtype == "bfloat16"
+    assert cfg.data.curriculum == "on" and cfg.problems == "train-large"
+    assert cfg.evaluation.ks == (1, 5) and cfg.evaluation.samples >= 5
+
+
+@pytest.mark.parametrize("value, mode", [("on", "on"), ("off", "off"), ("auto", "auto")])
+def test_curriculum_mode_from_yaml_and_flags(tmp_path, value, mode):
+    y = tmp_path / "c.yaml"
+    y.write_text(f"data:\n  curriculum: {value}\n")  # bare on/off: YAML 1.1 booleans
+    assert build_config(y).data.curriculum == mode
+    assert build_config(flags={"data.curriculum": value}).data.curriculum == mode
+
+
+@pytest.mark.parametrize("override", [
+    "data.curriculum=sometimes", "data.curriculum_size=0", "data.curriculum_explore=1.5",
+    "data.curriculum_step_up=0",
+])
+def test_bad_curriculum_values_name_the_key(override):
+    with pytest.raises(ConfigError, match=override.split("=")[0].replace(".", r"\.")):
+        build_config(overrides=[override])
+
+
+def test_curriculum_is_part_of_a_runs_identity():
+    assert diff_identity(build_config(overrides=["data.curriculum=on"]), RunConfig())
+
+
+def test_curriculum_flag_on_iterate(capsys):
+    from axiom_ray.cli import build_parser, config_from_args
+
+    args = build_parser().parse_args(["iterate", "--curriculum", "on", "--curriculum-size", "32"])
+    cfg = config_from_args(args)
+    assert (cfg.data.curriculum, cfg.data.curriculum_size) == ("on", 32)
+    assert config_from_args(build_parser().parse_args(["iterate"])).data.curriculum == "auto"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["iterate", "--curriculum", "maybe"])
+    assert "expected one of auto, on, off" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["iterate", "--help"])
+    help_text = capsys.readouterr().out
+    assert "--curriculum" in help_text and "sometimes-solved" in help_text

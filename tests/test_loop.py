@@ -126,6 +126,52 @@ def test_evaluate_any_adapter_on_any_problem_set(ray_cluster, tiny, tmp_path):
     assert len(rows) == 4 and {r["adapter"] for r in rows} == {tiny["adapter1"]}
 
 
+def _curriculum_loop(storage: str, *extra: str):
+    """A Loop over a fresh or reopened run directory, with no cluster and no generators:
+    choosing the training problems needs neither."""
+    from axiom_ray.loop import Loop, load_problems
+    from axiom_ray.placement import make_plan
+
+    cfg = build_config(overrides=[
+        f"storage={storage}", "problems=train", "evaluation.problems=heldout", "data.curriculum_size=6", *extra])
+    run = RunDir.open_or_create(storage, cfg)
+    return Loop(cfg=cfg, run=run, plan=make_plan(cfg, {"CPU": 4}), problems=load_problems(cfg), generators=[],
+                model_path="unused")
+
+
+def _verdict_rows(run: RunDir, k: int, passes: dict[str, int], n: int = 4) -> None:
+    """Sample rows of model k with `passes[pid]` of n passing (only the columns the curriculum reads)."""
+    rows = [{"problem_id": pid, "passed": i < c, "attempt": 0} for pid, c in passes.items() for i in range(n)]
+    run.storage.makedirs(f"iter_{k}/samples")
+    pq.write_table(pa.Table.from_pylist(rows), f"{run.uri(f'iter_{k}/samples')}/part-0.parquet")
+    run.mark(k, "samples", "done", seconds=0.0, metrics={})
+
+
+def test_curriculum_chooses_and_records_the_training_problems(tmp_path):
+    storage = str(tmp_path / "run")
+    loop = _curriculum_loop(storage, "data.curriculum=on")
+    pool = {p.id: p for p in loop.problems.train}
+    first = [p.id for p in loop.training_problems(0)]
+    assert len(first) == 6 and all(pool[pid].difficulty == "easy" for pid in first)
+    assert loop.run.iteration(0)["curriculum"]["ids"] == first
+    assert RunDir.open(storage).manifest["iterations"]["0"]["curriculum"]["frontier"] == "easy"
+    assert len(loop.problems.eval) == 28  # evaluation is never narrowed
+
+    mastered, learning = first[:2], first[2:4]
+    _verdict_rows(loop.run, 0, {**dict.fromkeys(mastered, 4), **dict.fromkeys(learning, 2),
+                                **dict.fromkeys(first[4:], 0)})
+    second = [p.id for p in loop.training_problems(1)]
+    assert len(second) == 6 and not set(mastered) & set(second) and set(learning) <= set(second)
+    # a resumed run (fresh Loop, reopened manifest) picks the same problems
+    assert [p.id for p in _curriculum_loop(storage, "data.curriculum=on").training_problems(1)] == second
+
+
+def test_curriculum_auto_is_off_for_a_small_pool(tmp_path):
+    loop = _curriculum_loop(str(tmp_path / "run"))  # auto; `train` has 39 problems
+    assert loop.training_problems(0) == loop.problems.train
+    assert "curriculum" not in loop.run.iteration(0)
+
+
 @pytest.mark.slow
 def test_full_iteration_on_the_embedded_model(ray_cluster, tmp_path):
     """One real iteration: vLLM samples from SmolLM2, the sandbox verifies, Ray Train trains an

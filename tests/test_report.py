@@ -351,3 +351,58 @@ def test_report_html_renders_in_headless_chromium(report, tmp_path) -> None:
     match = re.search(r'id="axiom-probe">images=(\d+) rendered=(\d+)<', proc.stdout)
     assert match, f"probe missing from the DOM (rc={proc.returncode}): {proc.stderr[-2000:]}"
     assert match.groups() == ("5", "5")
+
+
+def test_report_on_a_curriculum_run(tmp_path) -> None:
+    """Each iteration sampled its own subset of the pool: absent problems show "—", arrows
+    compare with the problem's first model, totals and the base comparison do not mix sets."""
+    run = make_run(tmp_path)
+    shutil.rmtree(run / "iter_0/samples")
+    shutil.rmtree(run / "iter_1/samples")
+    write_parquet(
+        run / "iter_0/samples", make_rows(0, {"two_sum": (8, 8, 1), "fizzbuzz": (2, 8, 2)})
+    )
+    write_parquet(
+        run / "iter_1/samples",
+        make_rows(1, {"fizzbuzz": (6, 8, 3), "reverse_string": (1, 8, 1)}),
+    )
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["config"]["data"] |= {
+        "curriculum": "auto",
+        "curriculum_size": 2,
+        "curriculum_explore": 0.25,
+        "curriculum_step_up": 0.7,
+    }
+    picks = {
+        "0": (["two_sum", "fizzbuzz"], {"learning": 0, "untried": 2, "unsolved": 0}, 0),
+        "1": (["fizzbuzz", "reverse_string"], {"learning": 1, "untried": 1, "unsolved": 0}, 1),
+    }
+    for k, (ids, chosen, skipped) in picks.items():
+        manifest["iterations"][k]["curriculum"] = {
+            "ids": ids,
+            "frontier": "easy",
+            "chosen": {**chosen, "mastered": 0},
+            "difficulty": {"easy": 2, "medium": 0, "hard": 0},
+            "mastered_skipped": skipped,
+            "pool": 4,
+            "size": 2,
+        }
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    write_report(str(run))
+    md = (run / "report.md").read_text()
+    assert "## Curriculum" in md
+    assert "| 1 | 2 of 4 | easy | 1 | 1 | 0 | 1 | 2 / 0 / 0 |" in md
+    assert "| Curriculum | auto (on for this run): at most 2 problems per iteration," in md
+    assert "training-pool rows of different iterations cover different problems" in md
+    assert "on the 1 both sampled, the per-sample pass rate went from 25% (2/8) to 75% (6/8)" in md
+    lines = md.splitlines()
+    two_sum = next(line for line in lines if line.startswith("two_sum"))
+    assert re.search(r"8/8 ████████ +—", two_sum)
+    fizz = next(line for line in lines if line.startswith("fizzbuzz"))
+    assert re.search(r"2/8 ██░░░░░░ +6/8 ██████░░ ⬆", fizz)
+    reverse = next(line for line in lines if line.startswith("reverse_string"))
+    assert re.search(r"— +1/8 █░░░░░░░$", reverse)  # first sampled by model 1: no arrow
+    total = next(line for line in lines if line.startswith("TOTAL") and "10/16" in line)
+    assert re.search(
+        r"TOTAL +10/16 \(62%\) +7/16 \(44%\)$", total
+    )  # no relative change across sets
