@@ -34,8 +34,11 @@ if ! dashboard_up; then
   # would stop every Ray cluster on the machine).
   mkdir -p runs
   # The job agent's default port (52365) may be held by another Ray instance on this machine.
-  agent_port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  setsid ray start --head --block --dashboard-agent-listen-port="$agent_port" --num-cpus="${AXIOM_NUM_CPUS:-4}" --object-store-memory=$((2 * 1024 ** 3)) \
+  # So may the GCS port (6379): another checkout's cluster with its own AXIOM_DASHBOARD_PORT.
+  free_port() { python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+  agent_port=$(free_port)
+  gcs_port=$(free_port)
+  setsid ray start --head --block --port="$gcs_port" --dashboard-agent-listen-port="$agent_port" --num-cpus="${AXIOM_NUM_CPUS:-4}" --object-store-memory=$((2 * 1024 ** 3)) \
     --dashboard-host=127.0.0.1 --dashboard-port="$PORT" --disable-usage-stats > runs/ray-head.log 2>&1 &
   head_pid=$!
   for _ in $(seq 120); do dashboard_up && break; sleep 1; done
