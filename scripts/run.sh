@@ -57,8 +57,24 @@ for attempt in $(seq 30); do
 done
 echo "[run] submitted Ray job $JOB; following its log (the dashboard shows it too)"
 ray job logs --address "$DASHBOARD" --follow "$JOB"
-if ! ray job status --address "$DASHBOARD" "$JOB" 2>/dev/null | grep -q SUCCEEDED; then
-  echo "[run] job $JOB did not succeed: $(ray job status --address "$DASHBOARD" "$JOB" 2>&1 | tail -1)" >&2
+# The final status from the SDK (`ray job status` prints prose, not the status name, on success).
+status=$(python - "$DASHBOARD" "$JOB" <<'PY'
+import sys
+import time
+
+from ray.job_submission import JobStatus, JobSubmissionClient
+
+client = JobSubmissionClient(sys.argv[1])
+for _ in range(60):  # the log stream can end a moment before the status is final
+    status = client.get_job_status(sys.argv[2])
+    if status.is_terminal():
+        break
+    time.sleep(1)
+print(status.value if status == JobStatus.SUCCEEDED else f"{status.value}: {client.get_job_info(sys.argv[2]).message}")
+PY
+)
+if [[ "$status" != SUCCEEDED ]]; then
+  echo "[run] job $JOB did not succeed: $status" >&2
   exit 1
 fi
 echo "[run] report: $RUN_DIR/report.md  (HTML: $RUN_DIR/report.html)"
