@@ -44,6 +44,9 @@ if ! dashboard_up; then
   for _ in $(seq 120); do dashboard_up && break; sleep 1; done
   dashboard_up || { echo "[run] Ray did not start: see runs/ray-head.log"; exit 1; }
   echo "[run] started a local Ray cluster; dashboard: $DASHBOARD"
+else
+  echo "[run] submitting to the Ray cluster already serving $DASHBOARD (its \`python\` must have axiom-ray's"
+  echo "      dependencies; set AXIOM_DASHBOARD_PORT to a free port to start a cluster of our own)"
 fi
 # The job's working directory is a copy of this checkout (.gitignore'd paths such as .venv and
 # runs/ are not uploaded); the run directory is an absolute path so the results land here.
