@@ -328,8 +328,9 @@ def bench_overlap(args: argparse.Namespace) -> None:
         emit("overlap", event="summary", batch_size=bs, wall_ratio=round(wall, 3),
              tokens_per_s_ratio=round(per_token, 3), alone_s=round(sums["alone"][1], 2),
              pass_s=round(sums["pass"][1], 2))
+        extra = (sums["pass"][1] - sums["alone"][1]) / args.rounds
         ratio_line("overlap", f"batch_size={bs}: run_pass {sums['pass'][1]:.1f}s vs generation alone "
-                   f"{sums['alone'][1]:.1f}s = {wall:.2f} wall, {per_token:.2f} per token "
+                   f"{sums['alone'][1]:.1f}s = {wall:.2f} wall, {per_token:.2f} per token, {extra:+.1f}s per pass "
                    f"({verdict(wall, 1.1, at_least=False)})")
     stop_generator(actor)
 
