@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
+from ports import free_port
 
 # A one-machine cluster on 127.0.0.1, no token prompts in tests, quiet and quick.
 os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
@@ -14,12 +14,6 @@ os.environ.setdefault("RAY_DEDUP_LOGS", "0")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +28,7 @@ def ray_cluster():
             object_store_memory=512 * 1024 * 1024,
             include_dashboard=True,  # Ray Train's controller needs the State API
             dashboard_host="127.0.0.1",
-            dashboard_port=_free_port(),  # not 8265: scripts/run.sh would take it for its cluster
+            dashboard_port=free_port(),  # not 8265: scripts/run.sh would take it for its cluster
             log_to_driver=False,
             runtime_env={"env_vars": {"RAY_AUTH_MODE": "disabled", "HF_HUB_OFFLINE": "1"}},
         )

@@ -166,7 +166,7 @@ def main() -> int:
     os.environ["RAY_TMPDIR"] = ray_tmp
 
     import ray
-    from node_failure_scenario import free_port
+    from ports import free_port
     from ray.cluster_utils import Cluster
 
     from axiom_ray.cluster_check import alive_node_count

@@ -114,16 +114,6 @@ def run(args: argparse.Namespace, cluster: Any, result: dict[str, Any]) -> None:
     result["rows"] = [{k: r[k] for k in ("sample_id", "problem_id", "index", "status")} for r in rows]
 
 
-def free_port() -> int:
-    """A free local port for this cluster's dashboard: the default (8265) is taken whenever the
-    test session's own cluster is up."""
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", required=True)
@@ -135,6 +125,7 @@ def main() -> int:
     os.environ["RAY_TMPDIR"] = ray_tmp
 
     import ray
+    from ports import free_port
     from ray.cluster_utils import Cluster
 
     t0 = time.perf_counter()
