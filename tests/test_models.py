@@ -47,15 +47,16 @@ def test_default_model_weights_are_bf16(default_dir: Path) -> None:
         assert str(f.get_slice(name).get_dtype()) in ("BF16", "bfloat16")
 
 
-def test_cached_default_resolves_fast_without_torch(default_dir: Path) -> None:
+def test_cached_default_resolves_without_torch(default_dir: Path) -> None:
+    # What makes a cached resolve fast is that it never imports torch or transformers; that is
+    # asserted, not a wall-clock figure (which would follow the machine's load).
     code = (
-        "import sys, time; t = time.perf_counter(); from axiom_ray.models import resolve_model; "
+        "import sys; from axiom_ray.models import resolve_model; "
         f"assert resolve_model('default') == {str(default_dir)!r}; "
-        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules; "
-        "print(time.perf_counter() - t)"
+        "assert 'torch' not in sys.modules and 'transformers' not in sys.modules; print('ok')"
     )
     out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True)
-    assert float(out.stdout) < 1.0
+    assert out.stdout.strip() == "ok"
 
 
 def test_display_names(default_dir: Path, tmp_path: Path) -> None:

@@ -535,13 +535,8 @@ def test_codeio_problems_are_well_formed() -> None:
     assert {p.difficulty for p in problems} == {"easy", "medium", "hard"}
 
 
-def test_codeio_sample_references_pass_in_the_sandbox(judge: Judge) -> None:
-    assert _reference_failures(judge, _sample(P.load_set("codeio"), SAMPLE)) == []
-
-
-@pytest.mark.slow
-def test_every_codeio_reference_passes_in_the_sandbox(judge: Judge) -> None:
-    assert _reference_failures(judge, P.load_set("codeio")) == []
+# The references passing their tests in the sandbox, under every determinism condition:
+# tests/test_determinism.py.
 
 
 def test_mbpp_problems_are_well_formed() -> None:
@@ -673,7 +668,12 @@ def test_codeio_import_row_builds_a_validated_problem(judges: codeio.Judges) -> 
     ("code", "gen", "reason"),
     [
         ("import numpy\ndef main_solution(n):\n    return n\n", _GEN, "standard library"),
-        ("import random\ndef main_solution(n):\n    return random.random()\n", _GEN, "non-det"),
+        ("import random\ndef main_solution(n):\n    return random.random()\n", _GEN, "chance"),
+        (
+            "import datetime\ndef main_solution(n):\n    return datetime.date.today().day + n\n",
+            _GEN,
+            "not deterministic: answers depend on the date",
+        ),
         ("def main_solution(n):\n    return {n}\n", _GEN, "too few usable"),
         ("def main_solution(n):\n    raise ValueError(n)\n", _GEN, "too few usable"),
         ("def main_solution(n):\n    return 7\n", _GEN, "same for every input"),
@@ -687,8 +687,8 @@ def test_codeio_import_row_builds_a_validated_problem(judges: codeio.Judges) -> 
         ),
         (
             "def main_solution(s):\n    return sorted(set(s))[0] if False else list(set(s))\n",
-            "def generate_inputs(rng):\n    return {'s': [str(rng.random()) for _ in range(30)]}\n",
-            "non-det",  # set order follows the hash seed: another fork server disagrees
+            "def generate_inputs(rng):\n    return {'s': [str(rng.random())[2:5] for _ in range(9)]}\n",
+            "hash seed",  # set order follows the hash seed: another fork server disagrees
         ),
     ],
 )

@@ -12,10 +12,12 @@ on seeded generated inputs. Everything from the row runs in the sandbox, never i
 2. run A (one fork server): ``generate_inputs(Random(seed))`` for ``SEEDS_PER_ROW`` seeds, each
    input round-tripped through JSON, then ``main_solution`` on it; a pair is kept when both calls
    succeed and the input and output are plain JSON data of bounded size;
-3. run B (a second fork server, so another hash seed and another ``random`` state): the reference
-   again on the kept inputs; any output that differs drops the row as non-deterministic;
-4. the problem is built and validated (``Problem.from_dict``), and the reference must pass it in
-   the sandbox under the verifier's limits.
+3. the problem is built and validated (``Problem.from_dict``);
+4. determinism (``axiom_ray/determinism.py``): the reference runs on the finished problem under
+   the verifier's limits under every condition there (the real clock, the clock moved a year
+   forward and three back, other time zones, other working directories, one fork server each and
+   so other hash seeds and ``random`` states); it must pass its tests under all of them, or the
+   row is dropped with the factor its answers depend on.
 
 Rows that fail a step are dropped with the reason counted. The shortest pair becomes the example
 shown in the prompt, the others (at least ``MIN_TESTS``) are hidden. Difficulty comes from the
@@ -37,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from axiom_ray import determinism
 from axiom_ray.importers.capture import CallResult, call, run_in_sandbox
 from axiom_ray.importers.sources import read_member
 from axiom_ray.problems import Problem, ProblemError
@@ -51,8 +54,8 @@ MAX_VALUE_CHARS = 1500  # JSON size of one input or one output
 MAX_EXAMPLE_CHARS = 400
 ENTRY = "axiom_codeio_entry"
 # CPU time decides; the wall clock is a loose backstop so that a busy machine drops no row.
-RUN_LIMITS = Limits(timeout_s=4, wall_factor=10)  # runs A and B: every generator and reference call
-CHECK_LIMITS = Limits(timeout_s=2, wall_factor=10)  # the reference on the finished problem
+RUN_LIMITS = Limits(timeout_s=4, wall_factor=10)  # run A: every generator and reference call
+CHECK_LIMITS = Limits(timeout_s=2, wall_factor=10)  # the reference on the finished problem, per condition
 _DRIVER = """
 
 def axiom_codeio_entry(op, arg):
@@ -98,19 +101,18 @@ class Outcome:
 
 @dataclass(frozen=True)
 class Judges:
-    """One worker's fork servers: run B must not share run A's (nor its hash seed)."""
+    """One worker's fork servers: run A's, and the determinism check's (one per hash seed)."""
 
     a: Judge
-    b: Judge
-    check: Judge
+    by_seed: determinism.JudgesBySeed
 
     @classmethod
     def start(cls) -> Judges:
-        return cls(Judge(RUN_LIMITS), Judge(RUN_LIMITS), Judge(CHECK_LIMITS))
+        return cls(Judge(RUN_LIMITS), determinism.JudgesBySeed(CHECK_LIMITS))
 
     def close(self) -> None:
-        for judge in (self.a, self.b, self.check):
-            judge.close()
+        self.a.close()
+        self.by_seed.close()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,11 +148,12 @@ def import_row(row: Row, judges: Judges) -> dict[str, Any]:
     params = screen(row)
     code = "from random import Random\n" + row.code_sample + "\n\n" + row.input_generator + _DRIVER
     pairs = generate_pairs(judges.a, code, row.index, params)
-    confirm_deterministic(judges.b, code, pairs)
     problem = build_problem(row, pairs, params)
-    verdict = judges.check.judge(Problem.from_dict(problem), row.code_sample)
-    if not verdict.passed:
-        raise CodeIOError(f"reference fails its own tests ({verdict.status})")
+    report = determinism.check_problems(
+        [Problem.from_dict(problem)], determinism.sandbox_runner(judges.by_seed.judge_for)
+    )
+    for why in report.dropped.values():
+        raise CodeIOError(f"not deterministic: {why}")
     return problem
 
 
@@ -265,27 +268,6 @@ def split_arguments(inputs: dict[str, Any], params: list[str]) -> tuple[list[Any
         args.append(inputs[name])
     rest = {k: v for k, v in inputs.items() if k not in params[: len(args)]}
     return args, rest
-
-
-def confirm_deterministic(judge: Judge, code: str, pairs: list[Pair]) -> None:
-    """Run B: the reference again, in another fork server; every output must be identical."""
-    outputs: list[Any] = []
-
-    def session(candidate: Callable[..., Any]) -> None:
-        for pair in pairs:
-            outputs.append(_plain_json(call(candidate, "run", [pair.args, pair.kwargs])))
-
-    verdict = run_in_sandbox(judge, code, ENTRY, session)
-    if not verdict.passed or len(outputs) != len(pairs):
-        raise CodeIOError(f"second run stopped: {verdict.status}")
-    for pair, again in zip(pairs, outputs, strict=True):
-        if not _identical(pair.expected, again):
-            raise CodeIOError("non-deterministic: two runs disagree")
-
-
-def _identical(a: Any, b: Any) -> bool:
-    """Same JSON text, key order included (float bits too: json writes repr)."""
-    return json.dumps(a) == json.dumps(b)
 
 
 # ---------------------------------------------------------------------------------------------
