@@ -52,6 +52,10 @@ class Limits:
     max_disk_mb: int = 64  # the whole working directory (a tmpfs at the namespaces level)
     max_output_bytes: int = 64 * 1024 * 1024  # stdout+stderr: read and discarded; beyond, killed
     max_result_bytes: int = 16 * 1024 * 1024  # one encoded return value
+    # What the judge spends on one reply, beyond which the row is "error: reply too large/slow"
+    # (with max_result_bytes and wire.MAX_DEPTH / wire.MAX_ALIKE: see README, isolation model).
+    max_result_values: int = 1_000_000  # JSON values in one reply, counted before parsing it
+    max_judge_cpu_s: float = 3.0  # judge CPU to read, decode and compare one reply
     max_code_bytes: int = 1024 * 1024
     recursion_limit: int = 20_000
     stack_mb: int = 64  # main-thread stack, for deep recursion

@@ -4,6 +4,11 @@ The expected values and `check` programs stay in this process. The candidate's c
 its code and the arguments of one call at a time, and answers with plain data (wire.py); this
 process decodes it strictly and compares (compare.py). For HumanEval-style problems, `check`
 runs here with `candidate` a proxy whose calls cross into the child.
+
+Whatever a candidate sends back costs the judge bounded time and memory (Limits.max_result_bytes,
+max_result_values, max_judge_cpu_s; wire.MAX_DEPTH, wire.MAX_ALIKE) and ends as that row's
+verdict: a reply beyond the bounds is "error: reply too large/slow", a judge-side failure on it
+is "error" with its reason, and the next candidate on this Judge is judged as if it had not been.
 """
 
 from __future__ import annotations
@@ -43,10 +48,54 @@ if TYPE_CHECKING:
     from axiom_ray.problems import Problem
 
 log = logging.getLogger(__name__)
-_repr = reprlib.Repr()
-_repr.maxstring = _repr.maxother = 60
-_repr.maxlist = _repr.maxtuple = _repr.maxset = _repr.maxdict = 6
 _MAX_PREFETCH = 1000  # literal calls of a check program sent with the code
+_MAX_SHOWN_INT_BITS = 1000  # a larger int is shown by its size: int-to-str is quadratic and capped
+TOO_LARGE = "reply too large/slow"
+
+
+class _SafeRepr(reprlib.Repr):
+    """reprlib (bounded depth and width) that can show any plain value: an int by its size when
+    rendering it would be slow or refused (4300-digit limit), bytes cut before rendering."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.maxstring = self.maxother = 60
+        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdict = 6
+
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > _MAX_SHOWN_INT_BITS:
+            return f"<int of about {int(x.bit_length() * math.log10(2)) + 1} digits>"
+        return super().repr_int(x, level)
+
+    def repr_bytes(self, x: bytes, level: int) -> str:
+        shown = builtins.repr(x[: self.maxother])
+        return shown if len(x) <= self.maxother else shown + "..."
+
+
+_REPR = _SafeRepr()
+
+
+def render(value: Any, limit: int = 100) -> str:
+    """A short, printable rendering of any value a candidate returned; never raises."""
+    try:
+        return clean_text(_REPR.repr(value), limit)
+    except Exception:  # RecursionError, MemoryError, anything: a detail is still written
+        return "<a value that cannot be shown>"
+
+
+def clean_text(text: str, limit: int) -> str:
+    """`text` cut to `limit` characters, with control characters, NULs and lone surrogates
+    escaped: a verdict's detail must survive JSON, Parquet (strict UTF-8) and a terminal."""
+    text = text[:limit]
+    if not text.isprintable():
+        text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)[:limit]
+    return text
+
+
+def _field(value: Any, limit: int) -> str:
+    """A text field of a candidate's message (an exception's name or message): clean text, or
+    the type of whatever else was sent in its place (never str() of it: that could be huge)."""
+    return clean_text(value, limit) if type(value) is str else f"<{type(value).__name__}>"
 
 
 class _Stop(BaseException):
@@ -87,6 +136,9 @@ class _Channel:
                  limits: Limits) -> None:
         self.sock, self.out_fd, self.server = sock, out_fd, server
         self.deadline, self.limits = deadline, limits
+        # Replies buffered in time are still judged after the candidate's deadline, but not for
+        # longer than the candidate itself may run: a flood of costly replies stops there.
+        self.judge_deadline = deadline + limits.wall_s
         sock.setblocking(False)
         os.set_blocking(out_fd, False)
         self.rbuf = bytearray()
@@ -116,6 +168,8 @@ class _Channel:
         while True:
             msg = self._frame()
             if msg is not None:
+                if time.monotonic() > self.judge_deadline:
+                    raise _Stop("too_large", f"{TOO_LARGE}: judging the replies ran past twice the wall-clock limit")
                 return msg
             if self.eof:
                 raise _Stop("exit")
@@ -126,15 +180,38 @@ class _Channel:
             return None
         n = wire.frame_length(bytes(self.rbuf[: wire.HEADER_SIZE]))
         if n > self.limits.max_result_bytes + 4096:
-            raise _Stop("rejected", f"a message of {n} bytes exceeds the result limit")
+            if len(self.rbuf) == wire.HEADER_SIZE:
+                return None  # is it a message at all? its first byte says
+            if self.rbuf[wire.HEADER_SIZE] != ord("["):  # every message is a JSON array
+                raise _Stop("rejected", "malformed frame")
+            raise _Stop("too_large", f"{TOO_LARGE}: {n} bytes, over the limit of {self.limits.max_result_bytes}")
         if len(self.rbuf) < wire.HEADER_SIZE + n:
             return None
         body = bytes(self.rbuf[wire.HEADER_SIZE: wire.HEADER_SIZE + n])
         del self.rbuf[: wire.HEADER_SIZE + n]
         try:
-            return wire.loads(body)
+            return wire.loads(body, self.limits.max_result_values + 16)  # + the message's own fields
+        except wire.TooLarge as e:
+            raise _Stop("too_large", f"{TOO_LARGE}: {e}") from None
         except wire.WireError as e:
             raise _Stop("rejected", str(e)) from None
+
+    def decode(self, tree: Any, where: str, guard_sequences: bool = False) -> Any:
+        """A reply's value (wire.from_tree within this run's limits); _Stop beyond them, WireError
+        for a malformed one."""
+        try:
+            return wire.from_tree(tree, self.limits.max_result_values, guard_sequences)
+        except wire.TooLarge as e:
+            raise _Stop("too_large", f"{where}{TOO_LARGE}: {e}") from None
+
+    def charge(self, started: float, where: str) -> None:
+        """_Stop when the judge's CPU on one reply since `started` (time.thread_time: other Judges
+        may share this process) went past the limit. The structural bounds keep it far below;
+        this is the backstop that names it."""
+        spent = time.thread_time() - started
+        if spent > self.limits.max_judge_cpu_s:
+            raise _Stop("too_large", f"{where}{TOO_LARGE}: judging it took {spent:.1f}s of CPU "
+                                     f"(limit {self.limits.max_judge_cpu_s:g}s)")
 
     def _wait(self, write: bool) -> None:
         left = self.deadline - time.monotonic()
@@ -212,6 +289,7 @@ class _CandidateProxy:
         except wire.WireError as e:
             raise TypeError(f"argument not transferable to the candidate: {e}") from None
         key = wire.dumps(trees)  # exact: True, 1 and 1.0 are three different calls
+        started = time.thread_time()
         if self._queue and self._queue[0][1] == key:
             seq = self._queue.popleft()[0]
         else:
@@ -223,18 +301,22 @@ class _CandidateProxy:
         while len(reply) > 1 and type(reply[1]) is int and reply[1] in self._stale:
             self._stale.discard(reply[1])
             reply = self._chan.recv()
-        if reply[0] == "ret" and reply[1] == seq and len(reply) == 3:
+        where = f"call {seq + 1}: "
+        if reply[0] == "ret" and len(reply) == 3 and reply[1] == seq:
             try:
-                return wire.from_tree(reply[2])
+                # A check program may make a set of a list it is given: lists are guarded too.
+                value = self._chan.decode(reply[2], where, guard_sequences=True)
             except wire.WireError as e:
-                self._tally.fail("rejected", f"call {seq + 1}: returned {e}")
+                self._tally.fail("rejected", f"{where}returned {e}")
                 raise _Stop("rejected", str(e)) from None
-        if reply[0] == "exc" and reply[1] in (seq, -1) and len(reply) == 4:
-            self.last_exc = _rebuild_exception(str(reply[2]), str(reply[3]))
+            self._chan.charge(started, where)
+            return value
+        if reply[0] == "exc" and len(reply) == 4 and reply[1] in (seq, -1):
+            self.last_exc = _rebuild_exception(_field(reply[2], 80), _field(reply[3], 300))
             raise self.last_exc
-        if reply[0] == "bad" and reply[1] == seq:
-            self._tally.fail("rejected", f"call {seq + 1}: returned {str(reply[2])[:200]}")
-            raise _Stop("rejected", str(reply[2]))
+        if reply[0] == "bad" and len(reply) == 3 and reply[1] == seq:
+            self._tally.fail("rejected", f"{where}returned {_field(reply[2], 200)}")
+            raise _Stop("rejected", _field(reply[2], 200))
         self._tally.fail("rejected", "protocol violation")
         raise _Stop("rejected", "protocol violation")
 
@@ -405,7 +487,14 @@ class Judge:
                 return Verdict(False, "rejected", 0, total, _ms(t0), self.level, reason)
             if self._server is None or not self._server.alive():
                 self._restart()
-            return self._run(problem, code, t0)
+            try:
+                return self._run(problem, code, t0)
+            except Exception as e:  # a judge-side bug costs this row, never the batch or the next row
+                log.exception("sandbox: judge-side failure")
+                if self._server is not None:
+                    self._server.close()  # in an unknown state: the next row starts a fresh one
+                return Verdict(False, "error", 0, total, _ms(t0), self.level,
+                               f"judge-side failure: {type(e).__name__}")
 
     def _precheck(self, code: Any) -> str:
         if not isinstance(code, str):
@@ -440,6 +529,9 @@ class Judge:
                     self._converse(problem, code, chan, tally)
                 except _Stop as stop:
                     tally.stop = stop
+                except Exception as e:  # MemoryError on a reply, or a bug: this row's error
+                    log.warning("sandbox: judge-side failure on a reply: %r", e)
+                    tally.stop = _Stop("judge", f"judge-side failure on a reply: {type(e).__name__}")
                 # After "bye" the candidate leaves by itself; anything else is killed now.
                 exited = server.finish(kill=tally.stop is not None)
         except ServerDied as e:
@@ -468,13 +560,13 @@ class Judge:
                   *([["bye"]] if problem.check is None else []))
         first = chan.recv()
         if first[0] == "load_error" and len(first) == 3:
-            name, msg = str(first[1])[:80], str(first[2])[:300]
+            name, msg = _field(first[1], 80), _field(first[2], 300)
             tally.fail("memory" if name == "MemoryError" else "error", f"{name}: {msg}")
-        elif first[0] == "exc" and first[1] == -1:
+        elif first[0] == "exc" and len(first) == 4 and first[1] == -1:
             tally.fail("memory", "MemoryError while loading")
-        elif first[0] == "setup_error":
-            log.error("sandbox: candidate set-up failed: %s", first[1:])
-            tally.fail("error", f"sandbox set-up failed: {str(first[1:])[:200]}")
+        elif first[0] == "setup_error" and len(first) == 2:
+            log.error("sandbox: candidate set-up failed: %s", _field(first[1], 200))
+            tally.fail("error", f"sandbox set-up failed: {_field(first[1], 200)}")
         elif first[0] != "ready":
             tally.fail("rejected", "protocol violation before the first test")
         elif problem.check is not None:
@@ -498,26 +590,36 @@ class Judge:
         for i, tc in enumerate(problem.tests):
             if calls[i] is None:
                 continue
+            started = time.thread_time()
             reply = chan.recv()
-            kind = reply[0]
-            if kind == "ret" and reply[1] == i and len(reply) == 3:
-                try:
-                    value = wire.from_tree(reply[2])
-                except wire.WireError as e:
-                    tally.fail("rejected", f"test {i + 1}: returned {e}")
-                    continue
-                if values_equal(tc.expected, value, problem.compare):
-                    tally.passed += 1
-                else:
-                    tally.fail("failed", f"test {i + 1}: wrong answer (got {_repr.repr(value)})")
-            elif kind == "exc" and reply[1] in (i, -1) and len(reply) == 4:
-                name, msg = str(reply[2])[:80], str(reply[3])[:300]
-                tally.fail("memory" if name == "MemoryError" else "error", f"test {i + 1}: {name}: {msg}")
-            elif kind == "bad" and reply[1] == i:
-                tally.fail("rejected", f"test {i + 1}: returned {str(reply[2])[:200]}")
+            self._judge_reply(problem, tc.expected, reply, i, chan, tally)
+            chan.charge(started, f"test {i + 1}: ")
+
+    def _judge_reply(self, problem: Problem, expected: Any, reply: list[Any], i: int, chan: _Channel,
+                     tally: _Tally) -> None:
+        """Decide test i from the candidate's reply to it (decode and compare within the limits)."""
+        kind, where = reply[0], f"test {i + 1}: "
+        if kind == "ret" and len(reply) == 3 and reply[1] == i:
+            try:
+                value = chan.decode(reply[2], where)
+                same = values_equal(expected, value, problem.compare)
+            except wire.TooLarge as e:  # compare.py met values that hash alike
+                raise _Stop("too_large", f"{where}{TOO_LARGE}: {e}") from None
+            except wire.WireError as e:
+                tally.fail("rejected", f"{where}returned {e}")
+                return
+            if same:
+                tally.passed += 1
             else:
-                tally.fail("rejected", f"test {i + 1}: protocol violation")
-                raise _Stop("rejected", "protocol violation")
+                tally.fail("failed", f"{where}wrong answer (got {render(value)})")
+        elif kind == "exc" and len(reply) == 4 and reply[1] in (i, -1):
+            name, msg = _field(reply[2], 80), _field(reply[3], 300)
+            tally.fail("memory" if name == "MemoryError" else "error", f"{where}{name}: {msg}")
+        elif kind == "bad" and len(reply) == 3 and reply[1] == i:
+            tally.fail("rejected", f"{where}returned {_field(reply[2], 200)}")
+        else:
+            tally.fail("rejected", f"{where}protocol violation")
+            raise _Stop("rejected", "protocol violation")
 
     def _run_check(self, problem: Problem, chan: _Channel, tally: _Tally, prefetched: list[tuple[bytes, Any]]) -> None:
         try:
@@ -577,9 +679,11 @@ class Judge:
             status, detail = "error", "not every test ran"
         passed = status == "passed"
         return Verdict(passed, status, tally.passed if not passed else tally.total, tally.total,
-                       _ms(t0), self.level, detail[:300])
+                       _ms(t0), self.level, clean_text(detail, 300))
 
     def _stop_status(self, tally: _Tally, stop: _Stop, exited: tuple[int, float, int] | None) -> tuple[str, str]:
+        if stop.kind in ("too_large", "judge"):  # the judge stopped it: the reason is known
+            return "error", stop.detail
         cpu_limit = max(1, math.ceil(self.limits.timeout_s))
         if exited is not None:
             status, cpu, maxrss_kb = exited

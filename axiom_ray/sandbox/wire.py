@@ -10,25 +10,42 @@ package). A value travels as JSON where every container is a tagged array:
 
 `encode` accepts exact builtin types only (`type(x) is int`, not isinstance): a subclass of int
 with a custom `__eq__` is not an int. `decode` is what the judge trusts: whatever bytes arrive, it
-builds nothing but plain builtins, within depth and size limits. A frame is a 4-byte big-endian
-length and one JSON document.
+builds nothing but plain builtins, and spends bounded time and memory doing it (TooLarge beyond):
+a frame's JSON values are counted before json parses it, nesting is capped, the decoder never
+recurses, and no set or dict is built from values of which too many hash alike (inserting n
+values that share a hash costs n^2 comparisons; hashes of ints, floats and tuples are
+predictable, so a candidate can craft them). A frame is a 4-byte big-endian length and one JSON
+document.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import operator
+import re
 import socket
 import struct
+from collections import Counter
+from collections.abc import Sequence
+from itertools import compress
 from typing import Any
 
 MAX_DEPTH = 400  # nesting of a decoded value; deeper answers are rejected, never recursed into
+MAX_VALUES = 1_000_000  # JSON values in one frame (the judge passes Limits.max_result_values)
+MAX_ALIKE = 16  # distinct values sharing one hash in one container (legitimate data: 1 or 2)
 _SMALL_INT = 1 << 62  # beyond this, ints travel as hex so int() never meets a 4300-digit limit
 _HEADER = struct.Struct(">I")
+_SCALARS = frozenset({type(None), bool, str, int, float})
+_JSON_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)  # unrolled: linear, no backtracking
 
 
 class WireError(ValueError):
     """A value is not plain data, or a frame is malformed or too large."""
+
+
+class TooLarge(WireError):
+    """Well-formed, but beyond what the judge spends on one reply (size, nesting, count, hashes)."""
 
 
 def _enc(x: Any, depth: int) -> Any:
@@ -63,18 +80,56 @@ def to_tree(value: Any) -> Any:
         raise WireError("value nested too deeply (or cyclic)") from None
 
 
-def _dec(node: Any, depth: int) -> Any:
-    if depth > MAX_DEPTH:
-        raise WireError("value nested too deeply")
+def from_tree(tree: Any, max_values: int = MAX_VALUES, guard_sequences: bool = False) -> Any:
+    """Plain builtins from a tagged tree, without recursion: WireError for anything malformed,
+    TooLarge for more than MAX_DEPTH levels, more than `max_values` values, or a set, frozenset
+    or dict (and, with `guard_sequences`, a list or tuple: a check program may build a set of it)
+    holding more than MAX_ALIKE distinct values that hash alike."""
+    left = [max_values]
+    root = _open(tree, left, guard_sequences)
+    if type(root) is not _Frame:
+        return root
+    stack = [root]
+    while True:
+        frame = stack[-1]
+        items, vals = frame.items, frame.vals
+        while frame.pos < len(items):
+            child = _open(items[frame.pos], left, guard_sequences)
+            frame.pos += 1
+            if type(child) is _Frame:
+                if len(stack) >= MAX_DEPTH:
+                    raise TooLarge(f"nested deeper than {MAX_DEPTH} levels")
+                stack.append(child)
+                break
+            vals.append(child)
+        else:
+            stack.pop()
+            value = _build(frame.tag, vals, guard_sequences)
+            if not stack:
+                return value
+            stack[-1].vals.append(value)
+
+
+class _Frame:
+    """A container being decoded: its tag, its encoded items, the next one to decode, the decoded."""
+
+    __slots__ = ("tag", "items", "pos", "vals")
+
+    def __init__(self, tag: str, items: list[Any]) -> None:
+        self.tag, self.items, self.pos, self.vals = tag, items, 0, []
+
+
+def _open(node: Any, left: list[int], guard: bool) -> Any:
+    """A scalar or leaf's value, a container of scalars built at once, or a _Frame to descend into."""
     t = type(node)
-    if node is None or t is bool or t is str or t is int or t is float:
+    if t in _SCALARS:
         return node
     if t is not list or not node or type(node[0]) is not str:
         raise WireError("malformed value")
     tag, items = node[0], node[1:]
     if tag == "I" and len(items) == 1 and type(items[0]) is str:
         try:
-            return int(items[0], 16)  # base 16 has no digit limit
+            return int(items[0], 16)  # base 16 has no digit limit, and is linear
         except ValueError:
             raise WireError("malformed int") from None
     if tag == "b" and len(items) == 1 and type(items[0]) is str:
@@ -82,29 +137,62 @@ def _dec(node: Any, depth: int) -> Any:
             return base64.b64decode(items[0], validate=True)
         except ValueError:
             raise WireError("malformed bytes") from None
-    if tag in ("l", "t", "s", "f"):
-        vals = [_dec(v, depth + 1) for v in items]
-        try:
-            return {"l": list, "t": tuple, "s": set, "f": frozenset}[tag](vals)
-        except TypeError:  # an unhashable element in a set
-            raise WireError("unhashable set element") from None
-    if tag == "d" and len(items) % 2 == 0:
-        out = {}
-        for i in range(0, len(items), 2):
-            try:
-                out[_dec(items[i], depth + 1)] = _dec(items[i + 1], depth + 1)
-            except TypeError:
-                raise WireError("unhashable dict key") from None
-        return out
-    raise WireError(f"unknown tag {tag[:10]!r}")
+    if tag not in _BUILDERS:
+        raise WireError(f"unknown tag {tag[:10]!r}")
+    if tag == "d" and len(items) % 2:
+        raise WireError("malformed dict")
+    left[0] -= len(items)
+    if left[0] < 0:
+        raise TooLarge("more values than the judge decodes in one reply")
+    if list not in map(type, items):  # only scalars (the common case): no frame, no per-item call
+        return _build(tag, items, guard)
+    return _Frame(tag, items)
 
 
-def from_tree(node: Any) -> Any:
-    """Plain builtins from a tagged tree; WireError for anything malformed."""
+def _build(tag: str, vals: list[Any], guard: bool) -> Any:
+    if tag == "l" or tag == "t":
+        if guard and len(vals) > MAX_ALIKE:
+            # Tuples are left out: a tuple's hash is not cached, and hashing every tuple again at
+            # every enclosing level would cost depth x size.
+            check_alike([v for v in vals if type(v) in _CACHED_OR_FLAT_HASH])
+        return vals if tag == "l" else tuple(vals)
+    keys = vals if tag != "d" else vals[0::2]
     try:
-        return _dec(node, 0)
-    except RecursionError:
-        raise WireError("value nested too deeply") from None
+        check_alike(keys)
+        if tag == "d":
+            return dict(zip(keys, vals[1::2], strict=True))
+        return set(vals) if tag == "s" else frozenset(vals)
+    except TypeError:  # an unhashable element or key
+        raise WireError("unhashable set element or dict key") from None
+
+
+_BUILDERS = frozenset({"l", "t", "s", "f", "d"})
+_CACHED_OR_FLAT_HASH = frozenset({type(None), bool, int, float, str, bytes, frozenset})
+
+
+def check_alike(values: Sequence[Any]) -> None:
+    """TooLarge when more than MAX_ALIKE distinct `values` share one hash: a set or dict of them
+    would cost quadratic time to build. Equal values are fine (a list may repeat one a million
+    times), and so are a few distinct ones (2**k and 2**(k+61) hash alike). TypeError for an
+    unhashable value. Linear, in C: only hashes shared by more than MAX_ALIKE values are looked
+    at, in rounds that each drop every value equal to the first one left with its hash, so what
+    is left after k rounds has more than k distinct values for its hash. (Hash values are dict
+    keys here: an int's hash is itself modulo 2**61-1, so those collide at most 8 ways.)"""
+    if len(values) <= MAX_ALIKE:
+        return
+    hashes = list(map(hash, values))
+    crowded = {h for h, n in Counter(hashes).items() if n > MAX_ALIKE}
+    if not crowded:
+        return
+    keep = list(map(crowded.__contains__, hashes))
+    values, hashes = list(compress(values, keep)), list(compress(hashes, keep))
+    for _ in range(MAX_ALIKE):
+        firsts = list(map(dict(zip(reversed(hashes), reversed(values), strict=True)).__getitem__, hashes))
+        keep = list(map(operator.and_, map(operator.is_not, values, firsts), map(operator.ne, values, firsts)))
+        if not any(keep):
+            return
+        values, hashes = list(compress(values, keep)), list(compress(hashes, keep))
+    raise TooLarge(f"more than {MAX_ALIKE} distinct values that hash alike")
 
 
 _ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)  # json.dumps would build one per call
@@ -116,8 +204,25 @@ def dumps(msg: Any) -> bytes:
     return _HEADER.pack(len(body)) + body
 
 
-def loads(body: bytes) -> Any:
-    """The JSON document of a frame body; WireError when it is not valid JSON of arrays."""
+def _separators(body: bytes) -> int:
+    return 1 + body.count(b"[") + body.count(b",") + body.count(b":") + body.count(b"{")
+
+
+def too_many_values(body: bytes, limit: int) -> bool:
+    """Whether `body` holds more than `limit` JSON values, decided before json builds one object:
+    every value but the first follows a '[', ',' or ':'. Those characters are counted in C; only
+    when strings hold enough of them to matter are the strings blanked out and the rest counted
+    again (json stops at the first invalid string, before which both agree on where strings are)."""
+    if _separators(body) <= limit:
+        return False
+    return _separators(_JSON_STRING.sub(b"", body)) > limit
+
+
+def loads(body: bytes, max_values: int | None = None) -> Any:
+    """The JSON document of a frame body; WireError when it is not valid JSON of arrays, TooLarge
+    when it holds more than `max_values` JSON values (None: no count)."""
+    if max_values is not None and too_many_values(body, max_values):
+        raise TooLarge(f"more than {max_values} values in one reply")
     try:
         msg = json.loads(body.decode("utf-8", "surrogatepass"))
     except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
