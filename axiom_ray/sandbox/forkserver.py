@@ -39,9 +39,9 @@ import math
 import os
 import resource
 import select
-import shutil
 import signal
 import socket
+import stat
 import sys
 import tempfile
 import time
@@ -83,6 +83,8 @@ class State:
         self.root = os.geteuid() == 0
         self.uid = self.gid = -1  # the candidate's uid/gid when root drops to one (lower levels)
         self.workdir = ""  # the private working directory (lower levels; /tmp at "namespaces")
+        self.workdir_fd = -1  # held open: emptied through it, never through a path
+        self.workdir_mode = 0o700
         self.has_proc = False
         self.ruleset_fd = -1
         self.p0_fd = -1
@@ -409,10 +411,10 @@ def _become_c(cfg: dict[str, Any], ctl: socket.socket, newroot: str, to_h_w: int
 # --- the lower levels ----------------------------------------------------------------------------
 
 
-def setup_plain(level: str, cfg: dict[str, Any]) -> State:
+def setup_plain(st: State) -> None:
     """rlimits / seccomp / landlock: H serves; a private working directory that H empties after
     every candidate; root drops candidates to a uid of their own."""
-    st = State(level, cfg)
+    level, cfg = st.level, st.cfg
     if st.root:
         # Never uid 0, even without capabilities: uid 0 owns the host's files and is exempt from
         # RLIMIT_NPROC. The price, where the interpreter is readable by root only (pyenv under
@@ -421,7 +423,12 @@ def setup_plain(level: str, cfg: dict[str, Any]) -> State:
         st.uid = st.gid = ROOT_UID_BASE + os.getpid()
     st.workdir = tempfile.mkdtemp(prefix="axiom-work-")
     if st.uid >= 0:
-        os.chown(st.workdir, st.uid, st.gid)
+        # Root keeps the directory and lends it through its group: in sticky /tmp the candidate
+        # can then neither rename it nor swap in a symlink, nor change its mode.
+        st.workdir_mode = 0o770
+        os.chown(st.workdir, 0, st.gid)
+        os.chmod(st.workdir, st.workdir_mode)
+    st.workdir_fd = os.open(st.workdir, DIR_OPEN)
     kernel.prctl(kernel.PR_SET_CHILD_SUBREAPER, 1)  # orphans of a candidate come back to us
     if level == "landlock":
         abi = kernel.landlock_abi()
@@ -429,7 +436,6 @@ def setup_plain(level: str, cfg: dict[str, Any]) -> State:
             raise OSError("Landlock is not available (kernel < 5.13, or the LSM is not enabled)")
         st.ruleset_fd = kernel.landlock_ruleset(landlock_read_paths(cfg), [st.workdir, "/dev/null"], abi)
     prepare(st)
-    return st
 
 
 def world_readable(path: str) -> bool:
@@ -612,7 +618,9 @@ def confine(st: State, plan: ChildPlan) -> None:
     (seccomp last)."""
     os.setsid()
     if st.level == "namespaces":
-        kernel.unshare(kernel.CLONE_NEWNS)
+        # A mount namespace for its own /tmp and /proc, and an IPC namespace of its own (SysV
+        # objects and POSIX message queues, were seccomp to let one through, die with it).
+        kernel.unshare(kernel.CLONE_NEWNS | kernel.CLONE_NEWIPC)
         for mount in plan.mounts:
             mount()
         os.chdir("/tmp")
@@ -975,28 +983,163 @@ def sweep(st: State, pgid: int) -> None:
                 kids = [k for k in kids if k != got]
             if not kids and not reaped and not children():
                 break
-        empty_dir(st.workdir)
+        clean_up(st)
 
 
-def empty_dir(path: str) -> None:
-    """Remove everything in the working directory, even what the candidate made unreadable."""
-    for name in os.listdir(path):
-        full = os.path.join(path, name)
+def clean_up(st: State) -> None:
+    """After the candidate's last process died (lower levels): empty the working directory and
+    restore its mode, then remove what the candidate's uid left elsewhere. Never raises: a
+    clean-up that failed must not take the server, and the next candidate, with it."""
+    try:
+        empty_tree(st.workdir_fd)
+        os.fchmod(st.workdir_fd, st.workdir_mode)
+        if st.uid >= 0 and rank(st.level) < rank("landlock"):  # Landlock: nothing outside the workdir
+            remove_uid_leftovers(st.uid)
+    except Exception:
+        pass
+
+
+DIR_OPEN = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# World-writable directories a candidate may write to below Landlock (shm_open and sem_open make
+# their files in /dev/shm, mq_open in the mqueue filesystem).
+TEMP_DIRS = ("/tmp", "/var/tmp", "/dev/shm", "/dev/mqueue")
+SYSV_TABLES = (("shm", 7, 9), ("msg", 7, 9), ("sem", 4, 6))  # /proc/sysvipc/<kind>: uid, cuid columns
+
+
+def empty_tree(top_fd: int) -> None:
+    """Remove everything beneath the directory open as `top_fd` (not the directory itself). Every
+    process that could change the tree is dead, so nothing moves underneath. Hostile trees
+    cannot break it: no recursion (a chain of directories thousands deep), one descriptor open at a
+    time and names relative to it (paths longer than PATH_MAX), nothing opened but directories
+    and nothing followed (FIFOs, devices and symlink loops are unlinked as names), locked modes
+    made ours again, and each directory listed once (time linear in the number of entries)."""
+    fd = os.dup(top_fd)
+    names: list[str] = []  # the directories from the top down to the one `fd` is
+    todo = [_unlink_all_but_dirs(fd)]  # per level: the subdirectories still to empty and remove
+    try:
+        while todo:
+            if todo[-1]:
+                name = todo[-1].pop()
+                child = _open_dir(fd, name)
+                if child >= 0:
+                    os.close(fd)
+                    fd = child
+                    names.append(name)
+                    todo.append(_unlink_all_but_dirs(fd))
+                continue
+            todo.pop()
+            if not names:
+                break
+            parent = os.open("..", DIR_OPEN, dir_fd=fd)
+            os.close(fd)
+            fd = parent
+            with contextlib.suppress(OSError):
+                os.rmdir(names.pop(), dir_fd=fd)
+    except OSError:
+        pass  # ".." could not be opened: what is left stays
+    finally:
+        os.close(fd)
+
+
+def _unlink_all_but_dirs(fd: int) -> list[str]:
+    """Unlink every entry of directory `fd` that is not a directory; its subdirectories' names."""
+    try:
+        with os.scandir(fd) as it:
+            entries = [(e.name, _is_dir(e)) for e in it]
+    except OSError:
+        return []
+    subdirs = []
+    for name, is_dir in entries:
+        if is_dir:
+            subdirs.append(name)
+            continue
         try:
-            if os.path.isdir(full) and not os.path.islink(full):
-                shutil.rmtree(full, onerror=_chmod_retry)
-            else:
-                os.unlink(full)
+            os.unlink(name, dir_fd=fd)
+        except PermissionError:  # a directory the candidate made read-only (same uid, no root)
+            with contextlib.suppress(OSError):
+                os.fchmod(fd, 0o700)
+                os.unlink(name, dir_fd=fd)
         except OSError:
             pass
+    return subdirs
 
 
-def _chmod_retry(func: Any, path: str, _exc: Any) -> None:
-    with contextlib.suppress(OSError):
-        os.chmod(os.path.dirname(path), 0o700)
-        os.chmod(path, 0o700)
-    with contextlib.suppress(OSError):
-        func(path)
+def _is_dir(entry: os.DirEntry[str]) -> bool:
+    try:
+        return entry.is_dir(follow_symlinks=False)
+    except OSError:
+        return False
+
+
+def _open_dir(dir_fd: int, name: str) -> int:
+    """Subdirectory `name` of `dir_fd` opened (made ours first if the candidate locked it), or -1."""
+    try:
+        return os.open(name, DIR_OPEN, dir_fd=dir_fd)
+    except PermissionError:
+        with contextlib.suppress(OSError):
+            os.chmod(name, 0o700, dir_fd=dir_fd)  # a directory (lstat said so), and nothing moves
+            return os.open(name, DIR_OPEN, dir_fd=dir_fd)
+    except OSError:
+        pass
+    return -1
+
+
+def remove_uid_leftovers(uid: int) -> None:
+    """What a candidate's uid (its own: root drops candidates to one) left outside its working
+    directory below Landlock: entries it owns at the top of TEMP_DIRS, and SysV IPC objects it
+    owns or created (seccomp denies those from the "seccomp" level up)."""
+    for path in TEMP_DIRS:
+        try:
+            fd = os.open(path, DIR_OPEN)
+        except OSError:
+            continue
+        try:
+            _remove_owned_entries(fd, uid)
+        finally:
+            os.close(fd)
+    for kind, uid_col, cuid_col in SYSV_TABLES:
+        try:
+            with open(f"/proc/sysvipc/{kind}") as f:
+                rows = [line.split() for line in f.read().splitlines()[1:]]
+        except OSError:
+            continue
+        for row in rows:
+            with contextlib.suppress(ValueError, IndexError, OSError):
+                if uid in (int(row[uid_col]), int(row[cuid_col])):
+                    kernel.ipc_remove(kind, int(row[1]))
+
+
+def _remove_owned_entries(dir_fd: int, uid: int) -> None:
+    with os.scandir(dir_fd) as it:
+        entries = list(it)
+    for entry in entries:
+        try:
+            info = entry.stat(follow_symlinks=False)
+            if info.st_uid != uid:
+                continue
+            if stat.S_ISDIR(info.st_mode):
+                sub = _open_dir(dir_fd, entry.name)
+                if sub >= 0:
+                    try:
+                        empty_tree(sub)
+                    finally:
+                        os.close(sub)
+                os.rmdir(entry.name, dir_fd=dir_fd)
+            else:
+                os.unlink(entry.name, dir_fd=dir_fd)
+        except OSError:
+            continue
+
+
+def remove_workdir(st: State) -> None:
+    """The server's last act below the namespaces level: its working directory goes."""
+    if st.workdir_fd >= 0:
+        empty_tree(st.workdir_fd)
+        os.close(st.workdir_fd)
+        st.workdir_fd = -1
+    if st.workdir:
+        with contextlib.suppress(OSError):
+            os.rmdir(st.workdir)
 
 
 def selftest(st: State) -> None:
@@ -1057,22 +1200,26 @@ def main() -> None:
     order = list(reversed(LEVELS)) if wanted == "best" else [wanted]
     missing: dict[str, str] = {}
     for level in order:
+        st: State | None = None
         try:
             if level == "namespaces":
                 reason = try_namespaces(cfg, sock)
                 if reason is None:
                     return  # S served the whole session
                 raise OSError(reason)
-            st = setup_plain(level, cfg)
+            st = State(level, cfg)
+            setup_plain(st)
             selftest(st)
         except Exception as e:
             missing[level] = str(e) or type(e).__name__
+            if st is not None:
+                remove_workdir(st)
             continue
         send(sock, ["hello", hello(st, missing)])
         try:
             serve(st, sock)
         finally:
-            shutil.rmtree(st.workdir, ignore_errors=True)
+            remove_workdir(st)
         return
     send(sock, ["unavailable", missing])
 

@@ -65,6 +65,9 @@ _NR = {
         process_vm_writev=311, kcmp=312, finit_module=313, kexec_file_load=320, bpf=321,
         userfaultfd=323, clone=56, kill=62, tkill=200, tgkill=234, rt_sigqueueinfo=129,
         rt_tgsigqueueinfo=297, ioctl=16, capset=126,
+        shmget=29, shmat=30, shmctl=31, semget=64, semop=65, semctl=66, shmdt=67, msgget=68,
+        msgsnd=69, msgrcv=70, msgctl=71, semtimedop=220, mq_open=240, mq_unlink=241,
+        mq_timedsend=242, mq_timedreceive=243, mq_notify=244, mq_getsetattr=245,
     ),
     "aarch64": dict(
         socket=198, connect=203, ptrace=117, syslog=116, personality=92, vhangup=58, pivot_root=41,
@@ -76,6 +79,9 @@ _NR = {
         setns=268, process_vm_readv=270, process_vm_writev=271, kcmp=272, finit_module=273,
         kexec_file_load=294, bpf=280, userfaultfd=282, clone=220, kill=129, tkill=130, tgkill=131,
         rt_sigqueueinfo=138, rt_tgsigqueueinfo=240, ioctl=29, capset=91,
+        mq_open=180, mq_unlink=181, mq_timedsend=182, mq_timedreceive=183, mq_notify=184,
+        mq_getsetattr=185, msgget=186, msgctl=187, msgrcv=188, msgsnd=189, semget=190, semctl=191,
+        semtimedop=192, semop=193, shmget=194, shmctl=195, shmat=196, shmdt=197,
     ),
 }
 # The same number on every architecture (added after the tables were unified).
@@ -167,6 +173,22 @@ def malloc_trim() -> None:
         _libc.malloc_trim(0)
 
 
+_IPC_RMID = 0
+
+
+def ipc_remove(kind: str, ident: int) -> None:
+    """Remove one SysV IPC object ("shm", "msg" or "sem", by id), as its owner or with
+    CAP_IPC_OWNER; a shared memory segment goes once the last process detaches it."""
+    if kind == "shm":
+        ret = _libc.shmctl(ctypes.c_int(ident), ctypes.c_int(_IPC_RMID), None)
+    elif kind == "msg":
+        ret = _libc.msgctl(ctypes.c_int(ident), ctypes.c_int(_IPC_RMID), None)
+    else:
+        ret = _libc.semctl(ctypes.c_int(ident), ctypes.c_int(0), ctypes.c_int(_IPC_RMID))
+    if ret != 0:
+        raise _err(f"{kind}ctl IPC_RMID")
+
+
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     ret = _libc.prctl(ctypes.c_int(option), ctypes.c_ulong(arg2), ctypes.c_ulong(arg3),
                       ctypes.c_ulong(arg4), ctypes.c_ulong(arg5))
@@ -230,7 +252,10 @@ class _Fprog(ctypes.Structure):
 
 
 # Denied outright (EPERM): escaping namespaces, reading other processes, kernel state, io_uring
-# (its operations bypass seccomp), the new mount API, and stealing file descriptors.
+# (its operations bypass seccomp), the new mount API, stealing file descriptors, and SysV IPC and
+# POSIX message queues: kernel objects that outlive the process, could carry data from one
+# candidate to the next, and pin memory no rlimit counts (POSIX shared memory and semaphores are
+# files under /dev/shm: the working directory's tmpfs at the namespaces level).
 DENIED_SYSCALLS = (
     "ptrace", "process_vm_readv", "process_vm_writev", "kcmp", "mount", "umount2", "pivot_root",
     "chroot", "unshare", "setns", "bpf", "perf_event_open", "userfaultfd", "keyctl", "add_key",
@@ -242,6 +267,9 @@ DENIED_SYSCALLS = (
     "vhangup", "pidfd_getfd", "pidfd_open", "pidfd_send_signal", "fanotify_init", "open_tree",
     "move_mount", "fsopen", "fsconfig", "fsmount", "fspick", "mount_setattr", "personality",
     "rt_sigqueueinfo", "rt_tgsigqueueinfo",
+    "shmget", "shmat", "shmctl", "shmdt", "msgget", "msgsnd", "msgrcv", "msgctl", "semget", "semop",
+    "semctl", "semtimedop", "mq_open", "mq_unlink", "mq_timedsend", "mq_timedreceive", "mq_notify",
+    "mq_getsetattr",
 )
 _TIOCSTI, _TIOCLINUX = 0x5412, 0x541C
 
