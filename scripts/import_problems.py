@@ -99,7 +99,7 @@ def cmd_determinism(args: argparse.Namespace) -> int:
     listing = []
     for name in args.sets.split(","):
         probs = problems.load_set(name)
-        with determinism.JudgesBySeed(codeio.CHECK_LIMITS) as judges:
+        with determinism.JudgesBySeed(codeio.IMPORT_CHECK_LIMITS) as judges:
             runner = (
                 determinism.sandbox_runner(judges.judge_for)
                 if name in _SANDBOXED

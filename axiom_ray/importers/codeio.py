@@ -55,7 +55,10 @@ MAX_EXAMPLE_CHARS = 400
 ENTRY = "axiom_codeio_entry"
 # CPU time decides; the wall clock is a loose backstop so that a busy machine drops no row.
 RUN_LIMITS = Limits(timeout_s=4, wall_factor=10)  # run A: every generator and reference call
-CHECK_LIMITS = Limits(timeout_s=2, wall_factor=10)  # the reference on the finished problem, per condition
+# The reference on the finished problem, under each determinism condition: half the CPU time the
+# tests then allow it (CHECK_LIMITS), so a row kept here never times out later on a busy machine.
+IMPORT_CHECK_LIMITS = Limits(timeout_s=1, wall_factor=20)
+CHECK_LIMITS = Limits(timeout_s=2, wall_factor=10)
 _DRIVER = """
 
 def axiom_codeio_entry(op, arg):
@@ -108,7 +111,7 @@ class Judges:
 
     @classmethod
     def start(cls) -> Judges:
-        return cls(Judge(RUN_LIMITS), determinism.JudgesBySeed(CHECK_LIMITS))
+        return cls(Judge(RUN_LIMITS), determinism.JudgesBySeed(IMPORT_CHECK_LIMITS))
 
     def close(self) -> None:
         self.a.close()
