@@ -11,14 +11,17 @@ from typing import Any
 #               a private working directory, root drops to an unprivileged uid of its own, every
 #               descendant killed after the verdict (child subreaper sweep).
 #   seccomp     + a syscall filter: no socket(), ptrace, process_vm_*, mount, unshare, setns,
-#               bpf, io_uring, keyctl, ...; no signals to the judge, the server or other groups.
+#               bpf, io_uring, keyctl, SysV IPC, POSIX message queues, ...; no signals to the
+#               judge, the server or other groups. (Root: what the candidate's uid left in /tmp,
+#               /var/tmp, /dev/shm and /dev/mqueue is removed after it; at "rlimits" its SysV
+#               objects too.)
 #   landlock    + the filesystem: read-only stdlib and system libraries, read-write working
 #               directory, nothing else (no /proc, no site-packages, no repository, no /tmp);
 #               no TCP (Landlock ABI >= 4); signals and abstract sockets scoped (ABI >= 6).
 #   namespaces  + fresh user, pid, network, mount, IPC and UTS namespaces: a minimal read-only
 #               root, no network interface (not even loopback), a fresh /proc showing only the
-#               candidate, an empty tmpfs as /tmp and working directory, and one pid namespace
-#               per candidate whose end kills every process it started.
+#               candidate, an empty tmpfs as /tmp, /dev/shm and working directory, and one pid,
+#               mount and IPC namespace per candidate whose end kills every process it started.
 LEVELS: tuple[str, ...] = ("rlimits", "seccomp", "landlock", "namespaces")
 DEFAULT_MIN_ISOLATION = "landlock"  # the weakest level that keeps the answer key unreadable
 

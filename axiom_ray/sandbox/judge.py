@@ -18,6 +18,7 @@ import builtins
 import collections
 import contextlib
 import functools
+import itertools
 import logging
 import math
 import os
@@ -64,12 +65,27 @@ class _SafeRepr(reprlib.Repr):
 
     def repr_int(self, x: int, level: int) -> str:
         if x.bit_length() > _MAX_SHOWN_INT_BITS:
-            return f"<int of about {int(x.bit_length() * math.log10(2)) + 1} digits>"
+            return f"<int of about {int((x.bit_length() - 1) * math.log10(2)) + 1} digits>"
         return super().repr_int(x, level)
 
     def repr_bytes(self, x: bytes, level: int) -> str:
         shown = builtins.repr(x[: self.maxother])
         return shown if len(x) <= self.maxother else shown + "..."
+
+    # reprlib sorts a whole set or dict to show its first few elements: not a million of them.
+    def repr_set(self, x: set[Any], level: int) -> str:
+        return self._repr_iterable(x, level, "{", "}", self.maxset) if x else "set()"
+
+    def repr_frozenset(self, x: frozenset[Any], level: int) -> str:
+        return self._repr_iterable(x, level, "frozenset({", "})", self.maxfrozenset) if x else "frozenset()"
+
+    def repr_dict(self, x: dict[Any, Any], level: int) -> str:
+        if not x:
+            return "{}"
+        if level <= 0:
+            return "{...}"
+        shown = [f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}" for k, v in itertools.islice(x.items(), self.maxdict)]
+        return "{" + ", ".join(shown) + (", ..." if len(x) > self.maxdict else "") + "}"
 
 
 _REPR = _SafeRepr()

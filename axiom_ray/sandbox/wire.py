@@ -225,7 +225,9 @@ def loads(body: bytes, max_values: int | None = None) -> Any:
         raise TooLarge(f"more than {max_values} values in one reply")
     try:
         msg = json.loads(body.decode("utf-8", "surrogatepass"))
-    except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
+    except RecursionError:  # json's C parser counts its depth against the recursion limit
+        raise TooLarge("nested too deeply") from None
+    except ValueError as e:  # UnicodeDecodeError is a ValueError
         raise WireError(f"malformed frame: {type(e).__name__}") from None
     if type(msg) is not list or not msg or type(msg[0]) is not str:
         raise WireError("malformed frame")
