@@ -9,6 +9,7 @@ that level with the reason, never silently weakened.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -27,7 +28,8 @@ from axiom_ray.sandbox import Judge, Limits, Verdict, detect_isolation, level_ra
 from axiom_ray.sandbox.server import DEFAULT_PRELOAD
 
 LIMITS = Limits(timeout_s=1, wall_factor=1.5, wall_extra_s=0.5, memory_mb=256, max_processes=32,
-                max_output_bytes=8 * 1024 * 1024, max_result_bytes=1024 * 1024, max_disk_mb=32)
+                max_output_bytes=8 * 1024 * 1024, max_result_bytes=1024 * 1024, max_disk_mb=32,
+                max_result_values=200_000)
 SLACK_S = 2.0  # a verdict arrives within the wall limit plus this, whatever the candidate does
 LEVELS_HERE = [lv for lv in ("namespaces", "landlock", "seccomp") if level_rank(lv) <= level_rank(detect_isolation().level)]
 
@@ -586,3 +588,275 @@ def test_process_state_is_fresh_for_each_candidate(judge):
 def test_sandbox_signals_do_not_kill_the_test_process():
     # The suite itself survived every test above; this also covers SIGPIPE-style fallout.
     assert signal.getsignal(signal.SIGINT) is not None
+
+
+# --- the judge itself: whatever comes back is this row's verdict, at a bounded cost -------------------
+
+# A candidate can write frames of its own on its channel (fd 3), bypassing the honest encoder.
+RAW_REPLY = """
+import json, os, struct
+def send(msg):
+    body = msg if type(msg) is bytes else json.dumps(msg).encode("utf-8", "surrogatepass")
+    os.write(3, struct.pack(">I", len(body)) + body)
+send(["ready"])
+"""
+P61 = 2 ** 61 - 1  # ints k * P61 all hash to 0; tuples and frozensets of them hash alike too
+
+
+def raw(build: str) -> str:
+    """A candidate whose code `build` makes `frame`, its reply to test 1 (a message, or the bytes
+    of one); tests 2 and 3 get right answers, then it leaves."""
+    return (RAW_REPLY + build + "\nsend(frame)\nsend(['ret', 1, 42])\nsend(['ret', 2, 0])\nos._exit(0)\n"
+            "def add(a, b):\n    return a + b\n")
+
+
+def assert_renderable(v: Verdict) -> None:
+    """A detail any consumer can take: short, printable, valid UTF-8 and JSON."""
+    assert len(v.detail) <= 300 and v.detail.isprintable(), v.detail
+    v.detail.encode("utf-8")
+    json.loads(json.dumps(v.to_dict()))
+
+
+UNRENDERABLE = {
+    "a million-digit int": ("def add(a, b):\n    return 1 << 3_400_000\n", "failed"),
+    "a negative one": ("def add(a, b):\n    return -(1 << 3_000_000) - 1\n", "failed"),
+    "surrogates and NULs": ("def add(a, b):\n    return '\\ud800\\x00\\udfff\\n' * 1000\n", "failed"),
+    "a huge bytes": ("def add(a, b):\n    return bytes(600_000)\n", "failed"),
+    "nested 399 deep": ("def add(a, b):\n    x = big = 1 << 2000\n    for _ in range(399):\n        x = [x, {big}]\n"
+                        "    return x\n", "failed"),
+    "a set of huge ints": ("def add(a, b):\n    return {k << 50_000 for k in range(50)}\n", "failed"),
+    "an exception message of surrogates": ("def add(a, b):\n    raise ValueError('\\ud800\\x00' * 999)\n", "error"),
+    "an exception type that is not a name": (raw('frame = ["exc", 0, [[[[[]]]]], "\\ud800" * 9000]'), "error"),
+    "a malformed reply": (raw('frame = ["ret"]'), "rejected"),
+    "a reply to another test": (raw('frame = ["ret", [0], 3]'), "rejected"),
+}
+
+
+@pytest.mark.parametrize("name", list(UNRENDERABLE))
+def test_a_value_the_judge_cannot_render_is_that_rows_verdict(judge, name):
+    code, status = UNRENDERABLE[name]
+    v = attack(judge, code)  # within the limits, then the same Judge passes the next candidate
+    assert v.status == status and not v.passed, v
+    assert_renderable(v)
+
+
+def test_a_bad_row_in_a_batch_leaves_the_other_rows_their_verdicts(tmp_path):
+    problems = tmp_path / "add.jsonl"
+    problems.write_text('{"id": "add", "title": "add", "difficulty": "easy", "prompt": "def add(a, b):",'
+                        ' "entry_point": "add", "tests": [{"args": [1, 2], "expected": 3}]}\n')
+    codes = [ADD_OK, "def add(a, b):\n    return 1 << 3_400_000\n", ADD_OK,
+             "def add(a, b):\n    raise ValueError('\\ud800\\x00')\n", ADD_OK]
+    solutions = tmp_path / "sol.jsonl"
+    solutions.write_text("".join(json.dumps({"problem_id": "add", "code": c, "sample_id": i}) + "\n"
+                                 for i, c in enumerate(codes)))
+    shim = ("import argparse, sys\nfrom axiom_ray import verify_command\np = argparse.ArgumentParser()\n"
+            "verify_command.add_arguments(p)\nsys.exit(verify_command.run(p.parse_args()))\n")
+    t0 = time.monotonic()
+    r = subprocess.run([sys.executable, "-c", shim, "--problems", str(problems), "--solutions", str(solutions),
+                        "--timeout", "1", "--workers", "1", "--min-isolation", "rlimits"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 1, r.stderr  # not 2: nothing about the input was bad
+    rows = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [row.get("status") for row in rows[:-1]] == ["passed", "failed", "passed", "error", "passed"]
+    assert [row["duration_ms"] < 5000 for row in rows[:-1]] == [True] * 5, rows  # no stall for any row
+    assert rows[-1]["summary"] and time.monotonic() - t0 < 60
+
+
+COSTLY = {
+    "a set of ints that hash alike": f'frame = ["ret", 0, ["s"] + [["I", format(k * {P61}, "x")] for k in range(1, 25_000)]]',
+    "a frozenset of them": f'frame = ["ret", 0, ["f"] + [["I", format(k * {P61}, "x")] for k in range(1, 25_000)]]',
+    "a dict whose keys hash alike": f'frame = ["ret", 0, ["d"] + [x for k in range(1, 20_000) for x in (["I", format(k * {P61}, "x")], k)]]',
+    "a set of tuples that hash alike": f'frame = ["ret", 0, ["s"] + [["t", ["I", format(k * {P61}, "x")]] for k in range(1, 20_000)]]',
+    "a set of floats that hash alike": 'frame = ["ret", 0, ["s"] + [2.0 ** (61 * k) for k in range(-17, 17)]]',
+    "more values than the limit": 'frame = ["ret", 0, ["l"] + [0] * 400_000]',
+    "nested past the limit": 'x = ["l"]\nfor _ in range(450):\n    x = ["l", x]\nframe = ["ret", 0, x]',
+    "nested past json's depth": "frame = b'[\"ret\", 0, ' + b'[' * 100_000 + b']' * 100_000 + b']'",
+    "larger than the limit": 'frame = ["ret", 0, "x" * (2 << 20)]',
+}
+
+
+@pytest.mark.parametrize("name", list(COSTLY))
+def test_a_reply_crafted_to_cost_the_judge_is_bounded(judge, name):
+    v = attack(judge, raw(COSTLY[name]))  # the verdict within the wall limit + SLACK_S; the Judge still serves
+    assert v.status == "error" and "reply too large/slow" in v.detail, v
+    assert_renderable(v)
+
+
+def test_a_check_program_is_not_handed_a_list_that_hashes_alike(judge):
+    check = Problem(id="uniq", title="uniq", difficulty="easy", prompt="def uniq(x):\n", entry_point="uniq",
+                    check="def check(candidate):\n    assert len(set(candidate([1, 1]))) == 1\n")
+    v = attack(judge, RAW_REPLY + f"send(['ret', 0, ['l'] + [['I', format(k * {P61}, 'x')] for k in range(1, 25_000)]])\n"
+                                  "import time\ntime.sleep(30)\ndef uniq(x):\n    return x\n", check)
+    assert v.status == "error" and "reply too large/slow" in v.detail, v
+
+
+def test_the_judges_cpu_per_reply_is_capped():
+    with Judge(Limits(timeout_s=2, max_judge_cpu_s=0.001), min_isolation="rlimits") as j:
+        big = Problem(id="big", title="big", difficulty="easy", prompt="", entry_point="f",
+                      tests=(TestCase((), {}, list(range(300_000))),))
+        v = j.judge(big, "def f():\n    return [[i] for i in range(300_000)]\n")
+        assert v.status == "error" and "reply too large/slow" in v.detail and "CPU" in v.detail, v
+        assert j.judge(ADD, ADD_OK).passed
+
+
+# --- candidates never meet ----------------------------------------------------------------------------
+
+SYSV_AND_TEMP = """
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+KEY, TOKEN = {key}, {token!r}
+PATHS = ["/dev/shm/" + TOKEN, "/tmp/" + TOKEN, "/var/tmp/" + TOKEN, "/dev/mqueue/" + TOKEN]
+"""
+WRITER = SYSV_AND_TEMP + """
+def add(a, b):
+    made = []
+    shm = libc.shmget(KEY, 1 << 30, 0o1666)  # IPC_CREAT | 0o666: a gigabyte
+    if shm >= 0:
+        made.append("shm")
+        libc.shmat.restype = ctypes.c_void_p
+        addr = libc.shmat(shm, None, 0)
+        if addr not in (None, ctypes.c_void_p(-1).value):
+            ctypes.memmove(addr, TOKEN.encode(), len(TOKEN))
+            ctypes.memset(addr + 4096, 1, 64 << 20)  # pin 64 MB
+            libc.shmdt(ctypes.c_void_p(addr))
+    if libc.msgget(KEY, 0o1666) >= 0:
+        made.append("msg")
+        buf = ctypes.create_string_buffer(8 + len(TOKEN))
+        ctypes.memmove(ctypes.addressof(buf), (1).to_bytes(8, "little") + TOKEN.encode(), 8 + len(TOKEN))
+        libc.msgsnd(libc.msgget(KEY, 0), buf, len(TOKEN), 0)
+    if libc.semget(KEY, 1, 0o1666) >= 0:
+        made.append("sem")
+    try:
+        libc.mq_open.restype = ctypes.c_int
+        if libc.mq_open(("/" + TOKEN).encode(), os.O_CREAT | os.O_RDWR, 0o666, None) >= 0:
+            made.append("mq")
+    except AttributeError:
+        pass
+    for path in PATHS:
+        try:
+            with open(path, "w") as f:
+                f.write(TOKEN)
+            made.append(path)
+        except OSError:
+            pass
+    return made
+"""
+READER = SYSV_AND_TEMP + """
+def add(a, b):
+    seen = []
+    for name, get in (("shm", lambda: libc.shmget(KEY, 0, 0)), ("msg", lambda: libc.msgget(KEY, 0)),
+                      ("sem", lambda: libc.semget(KEY, 0, 0))):
+        if get() >= 0:
+            seen.append(name)
+    for path in PATHS:
+        try:
+            with open(path) as f:
+                seen.append(f.read())
+        except OSError:
+            pass
+    try:
+        if libc.mq_open(("/" + TOKEN).encode(), os.O_RDONLY) >= 0:
+            seen.append("mq")
+    except AttributeError:
+        pass
+    return seen
+"""
+
+
+def sysv_objects(key: int) -> list[str]:
+    found = []
+    for kind in ("shm", "msg", "sem"):
+        with open(f"/proc/sysvipc/{kind}") as f:
+            found += [f"{kind}:{line.split()[1]}" for line in f.read().splitlines()[1:] if int(line.split()[0]) == key]
+    return found
+
+
+def test_candidates_share_no_ipc_objects_temp_files_or_pinned_memory(judge):
+    token = "axiom-" + uuid.uuid4().hex[:12]
+    key = int(uuid.uuid4().hex[:7], 16)
+    fields = {"key": key, "token": token}
+    nothing = Problem(id="n", title="n", difficulty="easy", prompt="", entry_point="add", tests=(TestCase((1, 2), {}, []),))
+    writer = attack(judge, WRITER.format(**fields), nothing)
+    # Whatever the writer managed, nothing of it is left on the host once its verdict is out:
+    assert sysv_objects(key) == [], "SysV IPC objects (and the memory they pin) outlived the candidate"
+    left = [p for p in ("/dev/shm/" + token, "/tmp/" + token, "/var/tmp/" + token, "/dev/mqueue/" + token)
+            if os.path.lexists(p)]
+    if left and os.geteuid() != 0 and level_rank(judge.level) < level_rank("landlock"):
+        pytest.skip(f"an unprivileged candidate below landlock shares the judge's uid: {left} stays")
+    assert left == [], f"temp files outlived the candidate: {left}"
+    reader = attack(judge, READER.format(**fields), nothing)
+    assert reader.passed, f"the next candidate saw the previous one's state: {reader.detail} (writer made {writer.detail})"
+
+
+def test_each_candidate_has_an_ipc_namespace_of_its_own(judge):
+    require(judge, "namespaces", "an IPC namespace per candidate")
+    probe = Problem(id="ns", title="ns", difficulty="easy", prompt="", entry_point="f", tests=(TestCase((), {}, ""),))
+    code = "import os\ndef f():\n    return os.readlink('/proc/self/ns/ipc')\n"
+    seen = {judge.judge(probe, code).detail for _ in range(3)}
+    assert len(seen) == 3, seen  # each "wrong answer (got 'ipc:[inode]')" names another namespace
+
+
+# --- clean-up ------------------------------------------------------------------------------------------
+
+HOSTILE_TREE = """
+import os
+def build(depth, outside):
+    os.mkfifo("fifo")
+    os.symlink("loop_b", "loop_a"); os.symlink("loop_a", "loop_b")
+    os.symlink("/", "root"); os.symlink(outside, "outside")
+    os.mkdir("locked"); open("locked/f", "w").close(); os.chmod("locked/f", 0); os.chmod("locked", 0)
+    os.mkdir("wide")
+    for i in range(200):
+        os.mkdir(f"wide/{i}")
+    for _ in range(depth):  # a chain longer than PATH_MAX and deeper than any recursion limit
+        os.mkdir("d"); os.chdir("d")
+    os.mkfifo("fifo"); os.symlink("..", "up"); open("f", "w").write("x")
+    os.chmod(".", 0o500)
+"""
+
+
+def test_a_hostile_tree_in_the_working_directory_is_cleaned_up(judge, shared_dir):
+    canary = os.path.join(shared_dir, "canary")
+    with open(canary, "w") as f:
+        f.write("intact")
+    server = judge._server.proc.pid
+    v = attack(judge, HOSTILE_TREE + f"build(2500, {shared_dir!r})\ndef add(a, b):\n    return a + b\n")
+    assert v.passed, v  # the tree is the candidate's own business
+    assert judge._server.proc.pid == server, "the fork server died cleaning up"
+    with open(canary) as f:
+        assert f.read() == "intact"
+    workdir = judge._server.info.get("workdir")
+    if workdir:  # below the namespaces level: a host directory, empty again
+        assert os.listdir(workdir) == []
+    probe = Problem(id="p", title="p", difficulty="easy", prompt="", entry_point="f", tests=(TestCase((), {}, []),))
+    assert judge.judge(probe, "import os\ndef f():\n    return os.listdir('.')\n").passed
+
+
+def test_empty_tree_survives_what_a_candidate_can_build(tmp_path):
+    """The clean-up itself, on a tree built here (as root it also meets modes root ignores)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("axiom_forkserver_test", os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "axiom_ray", "sandbox", "forkserver.py"))
+    fs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fs)
+    top, outside = tmp_path / "work", tmp_path / "outside"
+    top.mkdir()
+    outside.mkdir()
+    (outside / "canary").write_text("intact")
+    cwd = os.getcwd()
+    os.chdir(top)
+    try:
+        ns: dict = {}
+        exec(HOSTILE_TREE, ns)
+        ns["build"](3000, str(outside))
+    finally:
+        os.chdir(cwd)
+    fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        t0 = time.monotonic()
+        fs.empty_tree(fd)
+        assert time.monotonic() - t0 < 10
+    finally:
+        os.close(fd)
+    assert os.listdir(top) == [] and (outside / "canary").read_text() == "intact"

@@ -527,3 +527,42 @@ def test_values_equal_modes():
     assert values_equal([[1], [2], [1]], [[2], (1,), [1]], "unordered")
     assert not values_equal([[1], [2]], [[2], [2]], "unordered")
     assert not values_equal(None, 0) and not values_equal("1", 1) and not values_equal(b"a", "a")
+
+
+def test_wire_bounds_what_one_reply_costs_the_judge():
+    p61 = 2 ** 61 - 1
+    with pytest.raises(wire.TooLarge):  # distinct values that hash alike, as a set, dict or frozenset
+        wire.from_tree(["s", *(["I", format(k * p61, "x")] for k in range(1, 100))])
+    with pytest.raises(wire.TooLarge):
+        wire.from_tree(["d", *(x for k in range(1, 100) for x in (["t", ["I", format(k * p61, "x")]], 0))])
+    with pytest.raises(wire.TooLarge):  # a list only when a check program will hold it
+        wire.from_tree(["l", *(["I", format(k * p61, "x")] for k in range(1, 100))], guard_sequences=True)
+    assert len(wire.from_tree(["l", *(["I", format(k * p61, "x")] for k in range(1, 100))])) == 99
+    # Legitimate data that hashes alike: repeats, -1 and -2, powers of two 61 bits apart.
+    wire.check_alike([0] * 10_000 + [-1, -2] * 5000 + [float("nan")] * 100)
+    assert len(wire.from_tree(["s", *(["I", format(2 ** k, "x")] for k in range(900))])) == 900
+    with pytest.raises(wire.TooLarge):
+        wire.from_tree(["l", *range(1000)], max_values=999)
+    assert wire.from_tree(["l", *range(1000)], max_values=1000) == list(range(1000))
+
+
+def test_wire_counts_a_frames_values_before_parsing_it():
+    body = json.dumps(["ret", 0, ["l", *(["a,b:[c"] * 1000)]]).encode()  # separators inside strings
+    assert not wire.too_many_values(body, 1010) and wire.too_many_values(body, 1000)
+    assert wire.loads(body, 1010)[2][1] == "a,b:[c"
+    with pytest.raises(wire.TooLarge):
+        wire.loads(json.dumps(["ret", 0, ["l", *range(5000)]]).encode(), 4000)
+    with pytest.raises(wire.TooLarge):  # deeper than json's own recursion: too large, not malformed
+        wire.loads(b"[" * 100_000 + b"]" * 100_000)
+
+
+def test_details_render_any_value_safely():
+    from axiom_ray.sandbox.judge import clean_text, render
+
+    assert render(1 << 3_000_000) == "<int of about 903090 digits>"
+    assert render(-(10 ** 200)).startswith("-1000")
+    for value in ("\ud800\x00\n" * 100, b"\x00" * 10 ** 6, [[[[[[[[1]]]]]]]], {frozenset({1 << 5000})}):
+        shown = render(value)
+        assert len(shown) <= 100 and shown.isprintable(), shown
+        shown.encode("utf-8")
+    assert clean_text("ok\x00\ud800", 300) == "ok\\x00\\ud800"
