@@ -145,6 +145,7 @@ class Loop:
                 break
         run.storage.publish(tmp, final)
         stats["problems"] = len(problems)
+        stats["paired"] = self.paired_stats(k, kind)
         if kind == "samples" and "curriculum" in run.iteration(k):
             stats["curriculum"] = {key: v for key, v in run.iteration(k)["curriculum"].items() if key != "ids"}
         stats["solved"] = len(stats["solved"])
@@ -158,6 +159,26 @@ class Loop:
         metrics.gauge("problems_solved", stats["solved"], **tags)
         metrics.gauge("tokens_per_second", stats["tokens_per_s"], **tags)
         return stats
+
+    def paired_stats(self, k: int, kind: str) -> dict[str, Any]:
+        """Model k against the base and against model k-1 on this pass's problems: the paired
+        bootstrap difference of pass@1 (evaluation.PairedDifference), for the manifest."""
+        from axiom_ray.evaluation import SUMMARY_COLUMNS, paired_difference, read_rows, summarize
+
+        def scored(j: int) -> Any:
+            return summarize(read_rows(self.run.uri(iter_dir(j), kind), SUMMARY_COLUMNS))
+
+        if k == 0:
+            return {}
+        current = scored(k)
+        out = {}
+        for label, j in (("vs_base", 0), ("vs_previous", k - 1)):
+            if self.run.is_done(j, kind):
+                out[label] = paired_difference(scored(j), current).to_dict()
+        for label, d in out.items():
+            log.info("[iter %d] %s pass@1 %s: %+.1f pp [%+.1f, %+.1f] (%s)", k, kind, label, d["diff"] * 100,
+                     d["ci"][0] * 100, d["ci"][1] * 100, d["verdict"])
+        return out
 
     def training_problems(self, k: int) -> list[Problem]:
         """The problems model k samples: the whole pool, or the curriculum's choice from the

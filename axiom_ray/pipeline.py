@@ -135,6 +135,7 @@ class GenerateBatch:
             "temperature": spec.temperature,
             "seed": spec.seed,
             "num_tokens": int(cand["num_tokens"]),
+            "code_tokens": int(cand.get("code_tokens", 0)),
             "code_hash": code_hash(cand["code"]),
             "created_at": created,
             "attempt": spec.attempt,
@@ -275,16 +276,19 @@ def pass_stats(uri: str, seconds: float) -> dict[str, Any]:
     """Counts of a written pass (only the small columns are read)."""
     import pyarrow.dataset as pads
 
-    table = pads.dataset(uri, format="parquet").to_table(columns=["problem_id", "passed", "num_tokens", "status"])
+    table = pads.dataset(uri, format="parquet").to_table(
+        columns=["problem_id", "passed", "num_tokens", "code_tokens", "status"])
     passed = table.column("passed").to_pylist()
     statuses = table.column("status").to_pylist()
     tokens = int(sum(table.column("num_tokens").to_pylist()))
+    kept = int(sum(v or 0 for v in table.column("code_tokens").to_pylist()))
     solved = {p for p, ok in zip(table.column("problem_id").to_pylist(), passed, strict=True) if ok}
     return {
         "candidates": len(passed),
         "passed": int(sum(passed)),
         "solved": sorted(solved),
         "tokens": tokens,
+        "tokens_kept": kept,  # tokens of the code the verifier ran; the rest was prose
         "status_counts": {s: statuses.count(s) for s in sorted(set(statuses))},
         "seconds": round(seconds, 2),
         "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else 0.0,

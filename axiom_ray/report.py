@@ -29,6 +29,7 @@ from axiom_ray.evaluation import (
     comparison_rows,
     fmt_pct,
     markdown_table,
+    paired_difference,
     read_rows,
     summarize,
 )
@@ -507,6 +508,39 @@ def _comparison_blocks(run: RunData) -> list[Block]:
     return blocks
 
 
+PAIRED_NOTE = (
+    "Model B minus model A, paired by problem: the mean per-problem difference in pass@1 "
+    "(first-round samples; with one greedy sample per problem, whether it passed), on the problems "
+    "both models were scored on, with a 95% percentile-bootstrap interval from 2000 resamples of "
+    "those problems. 'gain' / 'loss': the interval excludes zero; otherwise no detectable change."
+)
+
+
+def paired_rows(run: RunData, pool: str) -> list[list[str]]:
+    """One row per model k >= 1: its paired difference against the base and against model k-1."""
+    scored = _have(run, pool)
+    rows = []
+    for i, (it, s) in enumerate(scored):
+        if i == 0:
+            continue
+        base, prev = scored[0], scored[i - 1]
+        vs_base = paired_difference(base[1], s)
+        vs_prev = paired_difference(prev[1], s)
+        rows.append([it.label, f"{fmt_pct(vs_base.a)} -> {fmt_pct(vs_base.b)}", vs_base.describe(),
+                     f"vs {prev[0].label}: {vs_prev.describe()}" if i > 1 else "(same as vs base)"])
+    return rows
+
+
+def _paired_blocks(run: RunData) -> list[Block]:
+    blocks: list[Block] = []
+    for pool in ("train", "eval"):
+        rows = paired_rows(run, pool)
+        if rows:
+            blocks += [Heading(3, POOL_TITLES[pool]),
+                       Table(["Model", "pass@1 (base -> model)", "vs base", "vs previous"], rows)]
+    return [Heading(2, "Paired differences"), Para(PAIRED_NOTE), *blocks] if blocks else []
+
+
 def _common_problems_note(base: Summary, other: Summary, label: str) -> Para | None:
     """When two models sampled different problems (the curriculum), their figures above cover
     different sets: compare the per-sample pass rate on the problems both sampled."""
@@ -735,6 +769,7 @@ def build_blocks(run: RunData, plots: Mapping[str, bytes]) -> list[Block]:
         *_status_blocks(run),
         *_results_blocks(run),
         *_comparison_blocks(run),
+        *_paired_blocks(run),
         *_curriculum_blocks(run),
         *_breakdown_blocks(run),
         *_passk_blocks(run),

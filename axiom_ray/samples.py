@@ -15,7 +15,9 @@ SAMPLE_COLUMNS = (
     "passed_tests", "total_tests", "status", "reward", "duration_ms", "model", "adapter",
     "temperature", "seed", "num_tokens", "code_hash", "created_at",
 )
-EXTRA_COLUMNS = ("attempt", "index", "finish_reason", "isolation", "verdict_detail")
+# code_tokens: tokens of the extracted code, the part of the reply the verifier runs (num_tokens
+# counts every generated token).
+EXTRA_COLUMNS = ("attempt", "index", "finish_reason", "isolation", "verdict_detail", "code_tokens")
 _TYPES = {
     "run_id": "string", "iteration": "int64", "problem_id": "string", "sample_id": "string",
     "prompt": "string", "completion": "string", "code": "string", "passed": "bool_",
@@ -23,7 +25,7 @@ _TYPES = {
     "duration_ms": "float64", "model": "string", "adapter": "string", "temperature": "float64",
     "seed": "int64", "num_tokens": "int64", "code_hash": "string", "created_at": "string",
     "attempt": "int64", "index": "int64", "finish_reason": "string", "isolation": "string",
-    "verdict_detail": "string",
+    "verdict_detail": "string", "code_tokens": "int64",
 }
 
 

@@ -13,6 +13,7 @@ from axiom_ray.evaluation import (
     Summary,
     bootstrap_ci,
     compare_table,
+    paired_difference,
     pass_at_k,
     read_rows,
     summarize,
@@ -173,3 +174,26 @@ def test_compare_table_reads_like_axiom_rl() -> None:
     assert "| Unique solutions | 5 | 7 | **+2 (+40%)** |" in lines
     assert "| Duplicates filtered | 0 | 7 | **+7** |" in lines
     assert "| Solve rate | 100% (2/2) | 100% (2/2) | — |" in compare_table(tuned, tuned)
+
+
+def _summary(per_problem: dict[str, tuple[int, int]]) -> Summary:
+    return Summary(problems=len(per_problem), per_problem=per_problem)
+
+
+def test_paired_difference_sees_a_gain_spread_over_problems() -> None:
+    base = _summary({f"p{i}": (1, 4) for i in range(20)})
+    better = _summary({f"p{i}": (3 if i < 12 else 1, 4) for i in range(20)})
+    d = paired_difference(base, better)
+    assert d.problems == 20 and abs(d.diff - 12 * 0.5 / 20) < 1e-9
+    assert 0 < d.lo <= d.diff <= d.hi and d.verdict == "gain"
+    assert paired_difference(better, base).verdict == "loss"
+
+
+def test_paired_difference_says_no_detectable_change_when_the_interval_covers_zero() -> None:
+    base = _summary({"a": (0, 4), "b": (4, 4), "c": (2, 4)})
+    other = _summary({"a": (1, 4), "b": (3, 4), "c": (2, 4), "only_here": (4, 4)})
+    d = paired_difference(base, other)
+    assert d.problems == 3 and d.diff == 0.0  # only the shared problems count
+    assert d.lo < 0 < d.hi and d.verdict == "no detectable change"
+    assert "no detectable change, 3 problems" in d.describe()
+    assert paired_difference(base, _summary({"z": (1, 1)})).verdict == "not measured"

@@ -12,7 +12,14 @@ import pytest
 from tiny_model import tiny_assets
 
 from axiom_ray.config import GenerationConfig
-from axiom_ray.generation.engines import Completion, Engine, derive_seed, make_engine
+from axiom_ray.generation.engines import (
+    CODE_END,
+    Completion,
+    Engine,
+    cut_at_code_end,
+    derive_seed,
+    make_engine,
+)
 from axiom_ray.generation.extract import extract_code
 from axiom_ray.generation.prompts import render_prompt
 from axiom_ray.models import resolve_model
@@ -213,14 +220,23 @@ TWO_SUM = {
 
 @pytest.mark.slow
 @pytest.mark.parametrize("kind", ["transformers", "vllm"])
-def test_default_model_writes_a_python_function(kind: str) -> None:
-    eng = make_engine(kind, resolve_model("default"), seed=0, cfg=GenerationConfig(kv_cache_gb=1))
-    try:
-        prompt = render_prompt(eng.tokenizer, TWO_SUM)
-        [[reply]] = eng.generate([prompt], n=1, temperature=0.0, top_p=1.0, max_tokens=256, seed=0)
-    finally:
-        eng.close()
-    assert "```python" in reply.text
-    code = extract_code(reply.text, "two_sum")
+def test_default_model_writes_a_python_function_and_stops_after_it(kind: str) -> None:
+    replies = {}
+    for stop in (True, False):
+        cfg = GenerationConfig(kv_cache_gb=1, stop_at_code_end=stop)
+        eng = make_engine(kind, resolve_model("default"), seed=0, cfg=cfg)
+        try:
+            prompt = render_prompt(eng.tokenizer, TWO_SUM)
+            [[replies[stop]]] = eng.generate([prompt], n=1, temperature=0.0, top_p=1.0, max_tokens=256, seed=0)
+        finally:
+            eng.close()
+    cut, full = replies[True], replies[False]
+    assert "```python" in cut.text
+    code = extract_code(cut.text, "two_sum")
     assert "def two_sum(" in code
     compile(code, "<reply>", "exec")
+    # Greedy: the stopped reply is the full reply cut right after its first closing fence, and
+    # the tokens after it were never generated.
+    assert cut.text.endswith(CODE_END) and cut.finish_reason == "stop"
+    assert cut.text == cut_at_code_end(full.text) and cut.num_tokens < full.num_tokens
+    assert extract_code(full.text, "two_sum") == code

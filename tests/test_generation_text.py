@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from axiom_ray.generation.engines import cut_at_code_end
 from axiom_ray.generation.extract import extract_code
 from axiom_ray.generation.prompts import SYSTEM_PROMPT, build_messages, render_prompt
 from axiom_ray.problems import Problem
@@ -202,3 +203,10 @@ def test_empty_reply() -> None:
 def test_indentation_inside_the_block_is_preserved() -> None:
     code = "class Solution:\n    def two_sum(self, nums, target):\n        return [0, 1]"
     assert extract_code(f"```python\n{code}\n```", "two_sum") == code
+
+
+def test_cut_at_code_end_keeps_the_first_whole_block() -> None:
+    reply = "```python\ndef f():\n    return 1\n```\n\nExample usage:\n```python\nprint(f())\n```\n"
+    assert cut_at_code_end(reply) == "```python\ndef f():\n    return 1\n```\n"
+    assert cut_at_code_end("```python\ndef f():\n    return 1\n") is None  # still open
+    assert cut_at_code_end("Here it is:\n```python\nx = 1\n```\nBye") == "Here it is:\n```python\nx = 1\n```\n"

@@ -161,11 +161,13 @@ class GeneratorActor:
         return rows
 
     def _row(self, request: dict[str, Any], index: int, completion: Any) -> dict[str, Any]:
+        code = extract_code(completion.text, request.get("entry_point"))
         return {
             "problem_id": request["problem_id"],
             "index": index,
             "completion": completion.text,
-            "code": extract_code(completion.text, request.get("entry_point")),
+            "code": code,
+            "code_tokens": len(self.engine.tokenizer.encode(code, add_special_tokens=False)),
             "num_tokens": completion.num_tokens,
             "finish_reason": completion.finish_reason,
             "model": self.model_name,

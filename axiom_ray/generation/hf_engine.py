@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from axiom_ray.generation.engines import Completion, Engine, prompt_seeds
+from axiom_ray.generation.engines import CODE_END, Completion, Engine, cut_at_code_end, prompt_seeds
 
 if TYPE_CHECKING:
     from axiom_ray.config import GenerationConfig
@@ -51,6 +51,7 @@ class HFEngine(Engine):
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
         self.dtype = _pick_dtype(cfg.dtype, self.device)
         self.batch_size = cfg.batch_size  # prompts per model.generate call (GPU)
+        self.stop_at_code_end = cfg.stop_at_code_end
         if self.device == "cpu":
             _use_all_allowed_cores()
         self._tokenizer = AutoTokenizer.from_pretrained(model_path)
@@ -115,6 +116,8 @@ class HFEngine(Engine):
         kwargs: dict[str, Any] = {"do_sample": sample, "num_return_sequences": copies}
         if sample:
             kwargs.update(temperature=temperature, top_p=top_p, top_k=0)  # top_k=0: as vLLM
+        if self.stop_at_code_end:  # saves the decoding; the text is cut in _completion
+            kwargs.update(stop_strings=[CODE_END], tokenizer=self._tokenizer)
         with torch.inference_mode(), self._adapter_context():
             ids = self.model.generate(
                 **inputs,
@@ -134,6 +137,10 @@ class HFEngine(Engine):
         else:
             reason, count = "length", min(len(tokens), max_tokens)
         text = self._tokenizer.decode(tokens, skip_special_tokens=True)
+        cut = cut_at_code_end(text) if self.stop_at_code_end else None
+        if cut is not None:  # a finished row is padded after its stop string: count what was kept
+            text, reason = cut, "stop"
+            count = min(count, len(self._tokenizer.encode(cut, add_special_tokens=False)))
         return Completion(text=text, num_tokens=count, finish_reason=reason)
 
     def _adapter_context(self) -> Any:

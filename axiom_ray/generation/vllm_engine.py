@@ -13,7 +13,7 @@ import logging
 import os
 from typing import TYPE_CHECKING, Any
 
-from axiom_ray.generation.engines import Completion, Engine, cpu_list, prompt_seeds
+from axiom_ray.generation.engines import CODE_END, Completion, Engine, cpu_list, prompt_seeds
 from axiom_ray.generation.vllm_merge import EXTENSION as MERGE_EXTENSION
 
 if TYPE_CHECKING:
@@ -91,6 +91,7 @@ class VLLMEngine(Engine):
         self.merge_adapters = mode == "merge" or (mode == "auto" and self.on_cpu)
         self.sleep_enabled = not self.on_cpu
         self.kv_cache_gb = cfg.kv_cache_gb if self.on_cpu else None
+        self.stop = [CODE_END] if cfg.stop_at_code_end else None
         self._lora: Any = None  # the active LoRARequest
         self._lora_ids: list[int] = []  # every id handed out, so none is ever reused
         from vllm import LLM
@@ -154,6 +155,8 @@ class VLLMEngine(Engine):
                 top_p=top_p if sample else 1.0,
                 max_tokens=max_tokens,
                 seed=s if sample else None,
+                stop=self.stop,
+                include_stop_str_in_output=True,  # the closing fence stays: the block is whole
             )
             for s in per_prompt
         ]
