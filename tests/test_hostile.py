@@ -662,30 +662,39 @@ def test_a_bad_row_in_a_batch_leaves_the_other_rows_their_verdicts(tmp_path):
     assert rows[-1]["summary"] and time.monotonic() - t0 < 60
 
 
-COSTLY = {
-    "a set of ints that hash alike": f'frame = ["ret", 0, ["s"] + [["I", format(k * {P61}, "x")] for k in range(1, 25_000)]]',
-    "a frozenset of them": f'frame = ["ret", 0, ["f"] + [["I", format(k * {P61}, "x")] for k in range(1, 25_000)]]',
-    "a dict whose keys hash alike": f'frame = ["ret", 0, ["d"] + [x for k in range(1, 20_000) for x in (["I", format(k * {P61}, "x")], k)]]',
-    "a set of tuples that hash alike": f'frame = ["ret", 0, ["s"] + [["t", ["I", format(k * {P61}, "x")]] for k in range(1, 20_000)]]',
-    "a set of floats that hash alike": 'frame = ["ret", 0, ["s"] + [2.0 ** (61 * k) for k in range(-17, 17)]]',
-    "more values than the limit": 'frame = ["ret", 0, ["l"] + [0] * 400_000]',
-    "nested past the limit": 'x = ["l"]\nfor _ in range(450):\n    x = ["l", x]\nframe = ["ret", 0, x]',
-    "nested past json's depth": "frame = b'[\"ret\", 0, ' + b'[' * 100_000 + b']' * 100_000 + b']'",
-    "larger than the limit": 'frame = ["ret", 0, "x" * (2 << 20)]',
+COSTLY = {  # (the candidate's code that builds `frame`, what the verdict names)
+    "a set of ints that hash alike":
+        (f'frame = ["ret", 0, ["s"] + [["I", format(k * {P61}, "x")] for k in range(1, 25_000)]]', "hash alike"),
+    "a frozenset of them":
+        (f'frame = ["ret", 0, ["f"] + [["I", format(k * {P61}, "x")] for k in range(1, 25_000)]]', "hash alike"),
+    "a dict whose keys hash alike":
+        (f'frame = ["ret", 0, ["d"] + [x for k in range(1, 20_000) for x in (["I", format(k * {P61}, "x")], k)]]',
+         "hash alike"),
+    "a set of tuples that hash alike":
+        (f'frame = ["ret", 0, ["s"] + [["t", ["I", format(k * {P61}, "x")]] for k in range(1, 20_000)]]', "hash alike"),
+    "a set of floats that hash alike": ('frame = ["ret", 0, ["s"] + [2.0 ** (61 * k) for k in range(-17, 17)]]', "hash alike"),
+    "more values than the limit": ('frame = ["ret", 0, ["l"] + [0] * 300_000]', "values"),  # 0.6 MB: under the byte limit
+    "nested past the limit": ('x = ["l"]\nfor _ in range(450):\n    x = ["l", x]\nframe = ["ret", 0, x]', "nested"),
+    "nested past json's depth": ("frame = b'[\"ret\", 0, ' + b'[' * 100_000 + b']' * 100_000 + b']'", "nested"),
+    "larger than the limit": ('frame = ["ret", 0, "x" * (2 << 20)]', "bytes"),
 }
 
 
 @pytest.mark.parametrize("name", list(COSTLY))
 def test_a_reply_crafted_to_cost_the_judge_is_bounded(judge, name):
-    v = attack(judge, raw(COSTLY[name]))  # the verdict within the wall limit + SLACK_S; the Judge still serves
-    assert v.status == "error" and "reply too large/slow" in v.detail, v
+    build, reason = COSTLY[name]
+    v = attack(judge, raw(build))  # the verdict within the wall limit + SLACK_S; the Judge still serves
+    assert v.status == "error" and "reply too large/slow" in v.detail and reason in v.detail, v
     assert_renderable(v)
 
 
-def test_a_check_program_is_not_handed_a_list_that_hashes_alike(judge):
+@pytest.mark.parametrize("shape", ["ints", "pairs"])
+def test_a_check_program_is_not_handed_values_that_hash_alike(judge, shape):
+    """The check program, run in the judge, may make a set or dict of anything it is given."""
     check = Problem(id="uniq", title="uniq", difficulty="easy", prompt="def uniq(x):\n", entry_point="uniq",
-                    check="def check(candidate):\n    assert len(set(candidate([1, 1]))) == 1\n")
-    v = attack(judge, RAW_REPLY + f"send(['ret', 0, ['l'] + [['I', format(k * {P61}, 'x')] for k in range(1, 25_000)]])\n"
+                    check="def check(candidate):\n    got = candidate([1, 1])\n    assert len(set(got)) == len(dict(got)) == 1\n")
+    item = "['I', format(k * P, 'x')]" if shape == "ints" else "['t', ['I', format(k * P, 'x')], 0]"
+    v = attack(judge, RAW_REPLY + f"P = {P61}\nsend(['ret', 0, ['l'] + [{item} for k in range(1, 20_000)]])\n"
                                   "import time\ntime.sleep(30)\ndef uniq(x):\n    return x\n", check)
     assert v.status == "error" and "reply too large/slow" in v.detail, v
 

@@ -212,11 +212,15 @@ class _Channel:
         except wire.WireError as e:
             raise _Stop("rejected", str(e)) from None
 
-    def decode(self, tree: Any, where: str, guard_sequences: bool = False) -> Any:
+    def decode(self, tree: Any, where: str, for_check: bool = False) -> Any:
         """A reply's value (wire.from_tree within this run's limits); _Stop beyond them, WireError
-        for a malformed one."""
+        for a malformed one. A value `for_check` code is guarded all through (it may make a set
+        of any part of it)."""
         try:
-            return wire.from_tree(tree, self.limits.max_result_values, guard_sequences)
+            value = wire.from_tree(tree, self.limits.max_result_values)
+            if for_check:
+                wire.check_alike_inside(value)
+            return value
         except wire.TooLarge as e:
             raise _Stop("too_large", f"{where}{TOO_LARGE}: {e}") from None
 
@@ -320,8 +324,7 @@ class _CandidateProxy:
         where = f"call {seq + 1}: "
         if reply[0] == "ret" and len(reply) == 3 and reply[1] == seq:
             try:
-                # A check program may make a set of a list it is given: lists are guarded too.
-                value = self._chan.decode(reply[2], where, guard_sequences=True)
+                value = self._chan.decode(reply[2], where, for_check=True)
             except wire.WireError as e:
                 self._tally.fail("rejected", f"{where}returned {e}")
                 raise _Stop("rejected", str(e)) from None

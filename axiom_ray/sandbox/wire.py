@@ -80,13 +80,12 @@ def to_tree(value: Any) -> Any:
         raise WireError("value nested too deeply (or cyclic)") from None
 
 
-def from_tree(tree: Any, max_values: int = MAX_VALUES, guard_sequences: bool = False) -> Any:
+def from_tree(tree: Any, max_values: int = MAX_VALUES) -> Any:
     """Plain builtins from a tagged tree, without recursion: WireError for anything malformed,
     TooLarge for more than MAX_DEPTH levels, more than `max_values` values, or a set, frozenset
-    or dict (and, with `guard_sequences`, a list or tuple: a check program may build a set of it)
-    holding more than MAX_ALIKE distinct values that hash alike."""
+    or dict holding more than MAX_ALIKE distinct values that hash alike."""
     left = [max_values]
-    root = _open(tree, left, guard_sequences)
+    root = _open(tree, left)
     if type(root) is not _Frame:
         return root
     stack = [root]
@@ -94,7 +93,7 @@ def from_tree(tree: Any, max_values: int = MAX_VALUES, guard_sequences: bool = F
         frame = stack[-1]
         items, vals = frame.items, frame.vals
         while frame.pos < len(items):
-            child = _open(items[frame.pos], left, guard_sequences)
+            child = _open(items[frame.pos], left)
             frame.pos += 1
             if type(child) is _Frame:
                 if len(stack) >= MAX_DEPTH:
@@ -104,7 +103,7 @@ def from_tree(tree: Any, max_values: int = MAX_VALUES, guard_sequences: bool = F
             vals.append(child)
         else:
             stack.pop()
-            value = _build(frame.tag, vals, guard_sequences)
+            value = _build(frame.tag, vals)
             if not stack:
                 return value
             stack[-1].vals.append(value)
@@ -119,7 +118,7 @@ class _Frame:
         self.tag, self.items, self.pos, self.vals = tag, items, 0, []
 
 
-def _open(node: Any, left: list[int], guard: bool) -> Any:
+def _open(node: Any, left: list[int]) -> Any:
     """A scalar or leaf's value, a container of scalars built at once, or a _Frame to descend into."""
     t = type(node)
     if t in _SCALARS:
@@ -145,16 +144,12 @@ def _open(node: Any, left: list[int], guard: bool) -> Any:
     if left[0] < 0:
         raise TooLarge("more values than the judge decodes in one reply")
     if list not in map(type, items):  # only scalars (the common case): no frame, no per-item call
-        return _build(tag, items, guard)
+        return _build(tag, items)
     return _Frame(tag, items)
 
 
-def _build(tag: str, vals: list[Any], guard: bool) -> Any:
+def _build(tag: str, vals: list[Any]) -> Any:
     if tag == "l" or tag == "t":
-        if guard and len(vals) > MAX_ALIKE:
-            # Tuples are left out: a tuple's hash is not cached, and hashing every tuple again at
-            # every enclosing level would cost depth x size.
-            check_alike([v for v in vals if type(v) in _CACHED_OR_FLAT_HASH])
         return vals if tag == "l" else tuple(vals)
     keys = vals if tag != "d" else vals[0::2]
     try:
@@ -167,7 +162,32 @@ def _build(tag: str, vals: list[Any], guard: bool) -> Any:
 
 
 _BUILDERS = frozenset({"l", "t", "s", "f", "d"})
-_CACHED_OR_FLAT_HASH = frozenset({type(None), bool, int, float, str, bytes, frozenset})
+_SCALAR_KEYS = frozenset({int, float, str, bytes})
+_FLAT_TUPLE = frozenset({type(None), bool, int, float, str, bytes})
+
+
+def check_alike_inside(value: Any) -> None:
+    """check_alike over every scalar, flat tuple and frozenset anywhere inside `value`: what code
+    given the value (a check program) may put in a set or dict, such as the first items of a
+    list of pairs. (A nested tuple is covered through its flat parts: hashing each tuple of a
+    chain would cost depth x size.) Iterative and linear."""
+    found: list[Any] = []
+    stack = [value]
+    while stack:
+        v = stack.pop()
+        t = type(v)
+        if t in _SCALAR_KEYS:
+            found.append(v)
+        elif t is list or t is set:
+            stack.extend(v)
+        elif t is tuple or t is frozenset:
+            if t is frozenset or set(map(type, v)) <= _FLAT_TUPLE:
+                found.append(v)
+            stack.extend(v)
+        elif t is dict:
+            stack.extend(v)
+            stack.extend(v.values())
+    check_alike(found)
 
 
 def check_alike(values: Sequence[Any]) -> None:
