@@ -123,6 +123,10 @@ class TrainingConfig:
     use_gpu: str = "auto"  # auto | true | false
     from_base: bool = True  # each iteration trains a fresh adapter on the base (ReST-EM)
     seed: int = 0
+    # Share of the round's verified examples held out to stop early: after each epoch the
+    # validation loss is measured, and training stops (keeping the best epoch's adapter) once it
+    # rises. 0 trains every epoch on every example; sets under 8 examples are never split.
+    val_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         _require(self.lora_r >= 1, "training.lora_r", "must be >= 1")
@@ -132,6 +136,7 @@ class TrainingConfig:
         _require(self.grad_accum >= 1, "training.grad_accum", "must be >= 1")
         _require(self.lr > 0, "training.lr", "must be > 0")
         _require(self.num_workers >= 1, "training.num_workers", "must be >= 1")
+        _require(0.0 <= self.val_fraction < 0.5, "training.val_fraction", "must be in [0, 0.5)")
         _require(self.use_gpu in ("auto", "true", "false"), "training.use_gpu",
                  "auto, true or false")
 

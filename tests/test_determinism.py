@@ -111,7 +111,7 @@ def test_sandbox_runner_drops_a_reference_close_to_the_cpu_limit(judges: D.Judge
 # --- every shipped set ------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["axiom-rl", "leetcode-easy", "humaneval"])
+@pytest.mark.parametrize("name", ["axiom-rl", "leetcode-easy", "basics", "humaneval"])
 def test_our_references_answer_the_same_under_every_condition(name: str) -> None:
     report = D.check_problems(P.load_set(name), D.run_trusted)
     assert report.checked > 0 and report.dropped == {}

@@ -135,6 +135,9 @@ def test_list_sets_counts() -> None:
         "leetcode-easy",
         "mbpp",
         "codeio",
+        "basics",
+        "basics-train",
+        "basics-heldout",
         "humaneval",
         "train",
         "heldout",
@@ -145,6 +148,8 @@ def test_list_sets_counts() -> None:
     assert infos["humaneval"].count == 164
     assert infos["mbpp"].count == 397
     assert infos["codeio"].count >= 300
+    assert (infos["basics-train"].count, infos["basics-heldout"].count) == (178, 224)
+    assert infos["basics"].count == infos["basics-train"].count + infos["basics-heldout"].count
     assert infos["train"].count + infos["heldout"].count == len(_file_set_problems())
     assert infos["heldout-all"].count == infos["heldout"].count + infos["mbpp"].count
     excluded = P.read_exclusions(P.problems_dir() / P.TRAIN_LARGE_EXCLUSIONS)
@@ -763,3 +768,20 @@ def test_import_script_writes_loadable_files(tmp_path: Path) -> None:
     assert script.main(argv) == 0
     (problem,) = P.load_problem_file(out)
     assert problem.id == "codeio_0001" and problem.reference == good["code_sample"]
+
+
+def test_basics_file_is_what_the_generator_writes_and_its_split_holds() -> None:
+    from axiom_ray.importers import basics
+
+    shipped = [json.loads(line) for line in (P.problems_dir() / "basics.jsonl").read_text().splitlines()]
+    assert shipped == basics.build_all()  # regenerate with scripts/import_problems.py basics
+    problems = P.load_set("basics")
+    train = {p.id for p in problems if p.split == "train"}
+    for p in problems:
+        family = p.id.rsplit("_", 1)[0].removeprefix("basic_")
+        assert len(p.tests) == basics.TESTS and p.reference and p.reference not in p.prompt
+        if family in basics.HELDOUT_FAMILIES:
+            assert p.split == "heldout"
+    held_families = {p.id.rsplit("_", 1)[0] for p in problems if p.split == "heldout"}
+    train_families = {pid.rsplit("_", 1)[0] for pid in train}
+    assert {f"basic_{f}" for f in basics.HELDOUT_FAMILIES} <= held_families - train_families

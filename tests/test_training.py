@@ -22,6 +22,7 @@ from axiom_ray.training import (
     plan_windows,
     read_training_rows,
     shard_indices,
+    split_validation,
     steps_per_epoch,
     tokenize_example,
     tokenize_rows,
@@ -299,6 +300,31 @@ def test_more_epochs_continue_from_the_last_checkpoint(trained, tokenizer, tmp_p
     assert one.resumed_from_epoch == 0 and two.resumed_from_epoch == 1
     assert two.steps == 2 * one.steps
     assert two.losses[: one.steps] == one.losses
+
+
+def test_validation_split_is_seeded_and_skipped_for_small_sets() -> None:
+    rows = list(range(20))
+    train, val = split_validation(rows, 0.15, seed=0)
+    assert len(val) == 3 and sorted(train + val) == rows and (train, val) == split_validation(rows, 0.15, 0)
+    assert split_validation(rows, 0.15, seed=1) != (train, val)
+    assert split_validation(rows[:7], 0.4, seed=0) == (rows[:7], [])  # too few rows to spare any
+    assert split_validation(rows, 0.0, seed=0) == (rows, [])
+
+
+def test_validation_loss_chooses_the_epoch_and_stops_when_it_rises(trained, tokenizer, tmp_path: Path) -> None:
+    # 10 rows: 8 train, 2 held out. A high learning rate overfits the 8 quickly, so the held-out
+    # loss rises within a few epochs; the adapter kept is the best epoch's.
+    rows = sample_rows(tokenizer, 10)
+    kwargs = {**trained["kwargs"], "train_path": write_parquet(tmp_path / "train", rows),
+              "storage_path": str(tmp_path), "run_name": "val"}
+    cfg = _with(FAST, epochs=6, val_fraction=0.2, lr=0.05)
+    r = train_adapter(adapter_dir=str(tmp_path / "adapter"), **{**kwargs, "cfg": cfg})
+    assert r.val_examples == 2 and r.examples == 8
+    assert 1 <= len(r.val_losses) <= cfg.epochs and r.val_losses[r.best_epoch - 1] == min(r.val_losses)
+    if len(r.val_losses) < cfg.epochs:  # stopped early: the last epoch run was worse than the best
+        assert r.val_losses[-1] > min(r.val_losses) and r.best_epoch < len(r.val_losses)
+    state = json.loads(next((tmp_path / "val").glob("checkpoint_*/train_state.json")).read_text())
+    assert state["epochs_done"] == r.best_epoch  # the checkpoint kept is the best epoch's
 
 
 def test_init_adapter_continues_training_an_existing_adapter(trained, tmp_path: Path) -> None:
