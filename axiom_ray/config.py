@@ -151,6 +151,9 @@ class EvaluationConfig:
     samples: int = 1
     temperature: float = 0.0
     ks: tuple[int, ...] = (1,)  # pass@k reported (k <= samples)
+    # With a sampled evaluation (temperature > 0), also one greedy answer per problem
+    # (iter_k/eval_greedy): the unbiased pass@1 over samples and the greedy pass@1 side by side.
+    greedy: bool = False
 
     def __post_init__(self) -> None:
         _require(self.samples >= 1, "evaluation.samples", "must be >= 1")

@@ -38,6 +38,9 @@ ACTOR_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PAR
 # Restarts Ray grants a dead generator (OOM, node loss) before the run fails. Bounded: an engine
 # that dies on every start must stop the run, not loop for ever.
 GENERATOR_MAX_RESTARTS = 4
+# The folder (and sample-id kind) of the greedy answers an `eval` phase adds to a sampled
+# evaluation (evaluation.greedy).
+GREEDY_KIND = "eval_greedy"
 
 
 @dataclass
@@ -110,17 +113,28 @@ class Loop:
         log.info("[iter %d] %-8s done in %.1fs: %s", k, name, seconds, _summary(result))
 
     def sample(self, k: int, kind: str) -> dict[str, Any]:
+        """Model k on the training pool (`samples`) or the held-out set (`eval`; with
+        evaluation.greedy and a sampled evaluation, also one greedy answer per problem into
+        `iter_k/eval_greedy`, the same phase)."""
+        self.ensure_adapter(k)
+        cfg = self.cfg
+        if kind == "samples":
+            # The curriculum narrows the training pool only; evaluation always scores the whole
+            # held-out set, so every model is compared on the same problems.
+            gen = cfg.generation
+            return self.run_kind(k, kind, self.training_problems(k), gen.samples, gen.temperature, gen.max_attempts)
+        ev = cfg.evaluation
+        stats = self.run_kind(k, kind, self.problems.eval, ev.samples, ev.temperature, 1)
+        if ev.greedy and ev.temperature > 0:
+            stats["greedy"] = self.run_kind(k, GREEDY_KIND, self.problems.eval, 1, 0.0, 1)
+        return stats
+
+    def run_kind(self, k: int, kind: str, problems: list[Problem], n: int, temperature: float,
+                 attempts: int) -> dict[str, Any]:
+        """One pass (and its resampling attempts) into `iter_k/<kind>`, published whole; its stats."""
         from axiom_ray.pipeline import PassSpec, pass_stats, run_pass
 
-        self.ensure_adapter(k)
         cfg, run = self.cfg, self.run
-        # The curriculum narrows the training pool only; evaluation always scores the whole
-        # held-out set, so every model is compared on the same problems.
-        problems = self.training_problems(k) if kind == "samples" else self.problems.eval
-        if kind == "samples":
-            n, temperature, attempts = cfg.generation.samples, cfg.generation.temperature, cfg.generation.max_attempts
-        else:
-            n, temperature, attempts = cfg.evaluation.samples, cfg.evaluation.temperature, 1
         prompts = self.prompts_for(kind, problems)
         final = f"{iter_dir(k)}/{kind}"
         run.storage.clean_temps(iter_dir(k))
@@ -173,7 +187,7 @@ class Loop:
         current = scored(k)
         out = {}
         for label, j in (("vs_base", 0), ("vs_previous", k - 1)):
-            if self.run.is_done(j, kind):
+            if self.run.is_done(j, "eval" if kind == GREEDY_KIND else kind):
                 out[label] = paired_difference(scored(j), current).to_dict()
         for label, d in out.items():
             log.info("[iter %d] %s pass@1 %s: %+.1f pp [%+.1f, %+.1f] (%s)", k, kind, label, d["diff"] * 100,

@@ -93,6 +93,7 @@ class IterationData:
     phases: dict[str, dict[str, Any]]
     train_pool: Summary | None = None  # model k on the training problems (iter_k/samples)
     heldout: Summary | None = None  # model k on the held-out problems (iter_k/eval)
+    heldout_greedy: Summary | None = None  # its greedy answers there, with evaluation.greedy
     train_set: Summary | None = None  # the SFT set that trained adapter k (iter_k/train)
     missing: list[str] = field(default_factory=list)  # phases not done
     curriculum: dict[str, Any] | None = None  # the problems the curriculum chose for iter_k/samples
@@ -153,13 +154,16 @@ def phases_of(k: int, with_eval: bool = True) -> tuple[str, ...]:
 
 
 def _read_phase(
-    store: _RunStore, it: IterationData, phase: str, ks: Sequence[int]
+    store: _RunStore, it: IterationData, phase: str, ks: Sequence[int], folder_name: str = ""
 ) -> Summary | None:
-    """The phase's rows, summarised, when the manifest marks it done (else maybe half written)."""
+    """The phase's rows (its folder, or `folder_name` that it also writes), summarised, when the
+    manifest marks it done (else maybe half written)."""
     if it.phase(phase).get("status") != "done":
         return None
-    folder = f"iter_{it.k}/{phase}"
+    folder = f"iter_{it.k}/{folder_name or phase}"
     rows = read_rows(store.path(folder), columns=SUMMARY_COLUMNS)
+    if folder_name and rows.num_rows == 0:
+        return None  # an optional extra of the phase, not written by this run
     if rows.num_rows == 0 and phase != "train":
         it.notes.append(f"{phase}: done but {folder}/ holds no rows")
     return summarize(rows, ks=ks)
@@ -190,6 +194,7 @@ def collect(run_dir: str) -> RunData:
         _note_missing(it, run.has_eval())
         it.train_pool = _read_phase(store, it, "samples", ks=[1])
         it.heldout = _read_phase(store, it, "eval", ks=run.ks())
+        it.heldout_greedy = _read_phase(store, it, "eval", ks=[1], folder_name="eval_greedy")
         if it.k > 0:
             it.train_set = _read_phase(store, it, "train", ks=[1])
         run.iterations.append(it)
@@ -287,7 +292,7 @@ SUMMARY_HEADER = [
 
 
 def _pool(it: IterationData, pool: str) -> Summary | None:
-    return it.train_pool if pool == "train" else it.heldout
+    return {"train": it.train_pool, "eval": it.heldout, "eval_greedy": it.heldout_greedy}[pool]
 
 
 Scored = tuple[IterationData, Summary]  # a model and its figures on one pool
@@ -303,7 +308,8 @@ def _base(run: RunData, pool: str) -> Summary | None:
     return s if s is not None and s.samples else None
 
 
-POOL_TITLES = {"train": "Training pool", "eval": "Held-out problems"}
+POOL_TITLES = {"train": "Training pool", "eval": "Held-out problems",
+               "eval_greedy": "Held-out problems, greedy"}
 POOL_WHAT = {
     "train": "model k sampling the training problems (`iter_k/samples`); iteration k+1 trains on these",
     "eval": "model k on problems never trained on (`iter_k/eval`)",
@@ -533,7 +539,7 @@ def paired_rows(run: RunData, pool: str) -> list[list[str]]:
 
 def _paired_blocks(run: RunData) -> list[Block]:
     blocks: list[Block] = []
-    for pool in ("train", "eval"):
+    for pool in ("train", "eval", "eval_greedy"):
         rows = paired_rows(run, pool)
         if rows:
             blocks += [Heading(3, POOL_TITLES[pool]),
@@ -648,8 +654,10 @@ def _passk_blocks(run: RunData) -> list[Block]:
     if not scored:
         return [*blocks, Para("No finished held-out evaluation yet.")]
     ks = run.ks()
+    greedy = any(it.heldout_greedy is not None for it, _ in scored)
     header = ["Model", "Problems", "pass@1", "95% CI (bootstrap over problems)"]
     header += [f"pass@{k}" for k in ks if k > 1]
+    header += ["greedy pass@1", "95% CI"] if greedy else []
     rows = []
     for it, s in scored:
         row = [
@@ -659,6 +667,9 @@ def _passk_blocks(run: RunData) -> list[Block]:
             _ci_text(s.pass_at_k_ci(1, seed=BOOT_SEED)),
         ]
         row += [fmt_pct(s.pass_at_k[k]) if k in s.pass_at_k else "n/a" for k in ks if k > 1]
+        if greedy:
+            g = it.heldout_greedy
+            row += [fmt_pct(g.pass_at_k.get(1, math.nan)), _ci_text(g.pass_at_k_ci(1, seed=BOOT_SEED))] if g else ["n/a", ""]
         rows.append(row)
     temperature = run.config("evaluation.temperature")
     at = f" at temperature {temperature}" if temperature is not None else ""

@@ -102,6 +102,11 @@ def make_run(root: Path) -> Path:
     write_parquet(run / "iter_1/train", [r for r in make_rows(0, TRAIN_POOL[0]) if r["passed"]][:6])
     write_parquet(run / "iter_1/samples", make_rows(1, TRAIN_POOL[1]))
     write_parquet(run / "iter_1/eval", make_rows(1, EVAL_POOL[1]))
+    # evaluation.greedy: one greedy answer per held-out problem, written by the same eval phase
+    write_parquet(run / "iter_0/eval_greedy", make_rows(0, {"add": (1, 1, 1), "max_of_three": (0, 1, 0),
+                                                            "count_vowels": (0, 1, 0)}))
+    write_parquet(run / "iter_1/eval_greedy", make_rows(1, {"add": (1, 1, 1), "max_of_three": (1, 1, 1),
+                                                            "count_vowels": (1, 1, 1)}))
     write_parquet(run / "iter_2/train", [r for r in make_rows(1, TRAIN_POOL[1]) if r["passed"]][:9])
     # half a phase, as a killed job leaves it: the manifest says running, so it must not count
     write_parquet(run / "iter_2/samples", make_rows(2, {"two_sum": (0, 8, 0)}))
@@ -233,6 +238,20 @@ def test_report_pass_at_k_timings_config_and_partial_iteration(report) -> None:
     assert "Reproduce with: `python jobs/iterate.py --samples 8 --iterations 2 --seed 0`" in md
     assert "| Samples per problem (Best-of-N) | 8, max attempts 2 |" in md
     assert "![Phase wall times per iteration](plots/phase_times.png)" in md
+
+
+def test_report_pairs_each_model_with_the_base_and_says_what_the_interval_shows(report) -> None:
+    _, _, md = report
+    paired = md.split("## Paired differences")[1].split("\n## ")[0]
+    train = paired.split("### Training pool")[1].split("###")[0]
+    # per problem: two_sum +0, fizzbuzz +5/8, reverse_string +4/8, is_palindrome +2/8: mean +34.4 pp
+    assert re.search(r"\| Model 1 \| 37.5% -> 71.9% \| \+34.4 pp \[\+\d+\.\d, \+\d+\.\d\] \(gain, 4 problems\)", train)
+    held = paired.split("### Held-out problems\n")[1].split("###")[0]
+    assert "(no detectable change, 3 problems)" in held  # +1/4, +1/4, -1/4 on three problems
+    greedy = paired.split("### Held-out problems, greedy")[1]
+    assert "| Model 1 | 33.3% -> 100% | +66.7 pp" in greedy
+    passk = md.split("## Held-out pass@k")[1].split("\n## ")[0]
+    assert "greedy pass@1" in passk and re.search(r"\| Model 1 \| 3 \| 33.3% \| .* \| 100% \|", passk)
 
 
 def test_report_html_is_self_contained(report) -> None:
