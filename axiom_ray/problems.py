@@ -199,6 +199,7 @@ class SetSpec:
     members: tuple[str, ...] = ()
     split: str | None = None
     exclude_file: str | None = None  # TSV in problems_dir(): first column, ids to leave out
+    id_suffix: str | None = None  # keep only the ids ending with this (e.g. a family's first constant)
 
 
 @dataclass(frozen=True)
@@ -246,11 +247,13 @@ SETS: dict[str, SetSpec] = {
         SetSpec(
             "basics",
             "Generated one-function list/string/number tasks at a ~100M model's level (402: "
-            "33 families x up to 12 constants), fixed train/heldout split by family and constant",
+            "34 families x up to 12 constants), fixed train/heldout split by family and constant",
             _OURS,
             file="basics.jsonl",
         ),
         SetSpec("basics-train", "basics, split=train (178)", _OURS, members=("basics",), split="train"),
+        SetSpec("basics-sample", "basics-train's first constant of each of its 26 families (the default "
+                "run's training pool, with axiom-rl)", _OURS, members=("basics-train",), id_suffix="_0"),
         SetSpec("basics-heldout", "basics, split=heldout (224: 8 families never trained on, and the "
                 "last 5 constants of every other family)", _OURS, members=("basics",), split="heldout"),
         SetSpec(
@@ -786,6 +789,8 @@ def load_set(name: str) -> list[Problem]:
     if spec.exclude_file is not None:
         excluded = read_exclusions(problems_dir() / spec.exclude_file)
         problems = [p for p in problems if p.id not in excluded]
+    if spec.id_suffix is not None:
+        problems = [p for p in problems if p.id.endswith(spec.id_suffix)]
     return problems
 
 

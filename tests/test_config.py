@@ -5,12 +5,13 @@ import pytest
 from axiom_ray.config import ConfigError, RunConfig, build_config, config_from_dict, diff_identity
 
 
-def test_defaults_match_axiom_rl():
+def test_defaults_are_the_measured_recipe():
     cfg = RunConfig()
-    assert (cfg.generation.samples, cfg.generation.temperature) == (8, 0.7)
+    assert (cfg.generation.samples, cfg.generation.temperature) == (4, 0.7)
+    assert cfg.generation.stop_at_code_end
     t = cfg.training
-    assert (t.lora_r, t.lora_alpha, t.epochs, t.batch_size, t.grad_accum, t.lr) == (16, 32, 3, 1, 8, 2e-4)
-    assert cfg.problems == "axiom-rl" and cfg.iterations == 1
+    assert (t.lora_r, t.lora_alpha, t.epochs, t.batch_size, t.grad_accum, t.lr) == (16, 32, 3, 1, 1, 1e-3)
+    assert cfg.problems == "axiom-rl,basics-sample" and cfg.iterations == 1
 
 
 def test_precedence_yaml_then_flags_then_set(tmp_path):

@@ -137,6 +137,7 @@ def test_list_sets_counts() -> None:
         "codeio",
         "basics",
         "basics-train",
+        "basics-sample",
         "basics-heldout",
         "humaneval",
         "train",
@@ -150,6 +151,8 @@ def test_list_sets_counts() -> None:
     assert infos["codeio"].count >= 300
     assert (infos["basics-train"].count, infos["basics-heldout"].count) == (178, 224)
     assert infos["basics"].count == infos["basics-train"].count + infos["basics-heldout"].count
+    sample = P.load_set("basics-sample")
+    assert len(sample) == 26 and all(p.split == "train" and p.id.endswith("_0") for p in sample)
     assert infos["train"].count + infos["heldout"].count == len(_file_set_problems())
     assert infos["heldout-all"].count == infos["heldout"].count + infos["mbpp"].count
     excluded = P.read_exclusions(P.problems_dir() / P.TRAIN_LARGE_EXCLUSIONS)
