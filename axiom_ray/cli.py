@@ -150,11 +150,20 @@ def cmd_phase(args: argparse.Namespace) -> int:
     """generate / train / evaluate: one phase of one iteration on a run directory."""
     from axiom_ray.loop import run_single_phase
 
+    if args.command == "evaluate":
+        problems_as_eval(args)
     cfg = config_from_args(args)
     run = run_single_phase(cfg, args.command, iteration=args.iteration, adapter=getattr(args, "adapter", None),
                            force=args.force)
     print(f"run directory: {run.storage.root}")
     return 0
+
+
+def problems_as_eval(args: argparse.Namespace) -> None:
+    """`axiom evaluate --problems FILE`: one evaluation has no training pool, so --problems names
+    the problems to score, unless --eval-problems does."""
+    if getattr(args, "problems", None) and getattr(args, "evaluation.problems", None) is None:
+        setattr(args, "evaluation.problems", args.problems)
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -206,7 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     for name, help_ in (("generate", "sample and verify model K on the training problems (one phase)"),
                         ("train", "train adapter K on the verified samples of model K-1 (one phase)"),
-                        ("evaluate", "score model K, or any model plus --adapter, on held-out problems")):
+                        ("evaluate", "score model K, or any model plus --adapter, on held-out problems "
+                                     "(--problems or --eval-problems: the problems to score)")):
         p = sub.add_parser(name, help=help_, description=help_)
         add_run_flags(p)
         p.add_argument("--iteration", type=int, default=None,

@@ -137,3 +137,14 @@ def test_curriculum_flag_on_iterate(capsys):
         build_parser().parse_args(["iterate", "--help"])
     help_text = capsys.readouterr().out
     assert "--curriculum" in help_text and "sometimes-solved" in help_text
+
+
+def test_evaluate_scores_the_problems_named_by_problems_unless_eval_problems_says_otherwise():
+    from axiom_ray.cli import build_parser, problems_as_eval
+
+    args = build_parser().parse_args(["evaluate", "--adapter", "docs/x/adapter", "--problems", "mine.jsonl"])
+    problems_as_eval(args)
+    assert getattr(args, "evaluation.problems") == "mine.jsonl"
+    args = build_parser().parse_args(["evaluate", "--problems", "a.jsonl", "--eval-problems", "b.jsonl"])
+    problems_as_eval(args)
+    assert getattr(args, "evaluation.problems") == "b.jsonl"
