@@ -863,9 +863,9 @@ def test_empty_tree_survives_what_a_candidate_can_build(tmp_path):
         os.chdir(cwd)
     fd = os.open(top, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        t0 = time.monotonic()
+        t0 = time.process_time()  # CPU: linear in the entries, whatever else runs on the machine
         fs.empty_tree(fd)
-        assert time.monotonic() - t0 < 10
+        assert time.process_time() - t0 < 10
     finally:
         os.close(fd)
     assert os.listdir(top) == [] and (outside / "canary").read_text() == "intact"
