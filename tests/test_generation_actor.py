@@ -21,6 +21,7 @@ KEYS = {
     "index",
     "completion",
     "code",
+    "code_tokens",
     "num_tokens",
     "finish_reason",
     "model",
