@@ -137,6 +137,8 @@ class PairedDifference:
                 f"({self.verdict}, {self.problems} problems)")
 
     def to_dict(self) -> dict[str, Any]:
+        if self.problems == 0:  # no NaN in the manifest: JSON has none
+            return {"problems": 0, "verdict": self.verdict}
         return {"problems": self.problems, "a": round(self.a, 4), "b": round(self.b, 4),
                 "diff": round(self.diff, 4), "ci": [round(self.lo, 4), round(self.hi, 4)],
                 "confidence": 1 - self.alpha, "verdict": self.verdict}
