@@ -1,6 +1,6 @@
 import pytest
 
-from axiom_ray.config import build_config
+from axiom_ray.config import RunConfig, build_config
 from axiom_ray.rundir import RunDir, RunDirError
 from axiom_ray.storage import Storage
 
@@ -36,4 +36,4 @@ def test_run_dir_resume_and_refusal(tmp_path):
         RunDir.open_or_create(uri, other)
     forked = RunDir.open_or_create(uri, other, fork=True)
     assert forked.storage.root != run.storage.root and forked.run_id != run.run_id
-    assert RunDir.open(uri).manifest["config"]["generation"]["samples"] == 8  # untouched
+    assert RunDir.open(uri).manifest["config"]["generation"]["samples"] == RunConfig().generation.samples  # untouched
