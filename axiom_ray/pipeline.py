@@ -276,14 +276,12 @@ def pass_stats(uri: str, seconds: float) -> dict[str, Any]:
     """Counts of a written pass (only the small columns are read)."""
     import pyarrow.dataset as pads
 
-    dataset = pads.dataset(uri, format="parquet")
-    columns = [c for c in ("problem_id", "passed", "num_tokens", "code_tokens", "status") if c in dataset.schema.names]
-    table = dataset.to_table(columns=columns)
+    table = pads.dataset(uri, format="parquet").to_table(
+        columns=["problem_id", "passed", "num_tokens", "code_tokens", "status"])
     passed = table.column("passed").to_pylist()
     statuses = table.column("status").to_pylist()
     tokens = int(sum(table.column("num_tokens").to_pylist()))
-    # rows written before the column existed count no kept tokens
-    kept = int(sum(v or 0 for v in table.column("code_tokens").to_pylist())) if "code_tokens" in columns else 0
+    kept = int(sum(v or 0 for v in table.column("code_tokens").to_pylist()))
     solved = {p for p, ok in zip(table.column("problem_id").to_pylist(), passed, strict=True) if ok}
     return {
         "candidates": len(passed),
