@@ -195,12 +195,8 @@ class _Channel:
         if len(self.rbuf) < wire.HEADER_SIZE:
             return None
         n = wire.frame_length(bytes(self.rbuf[: wire.HEADER_SIZE]))
-        if n > self.limits.max_result_bytes + 4096:
-            if len(self.rbuf) == wire.HEADER_SIZE:
-                return None  # is it a message at all? its first byte says
-            if self.rbuf[wire.HEADER_SIZE] != ord("["):  # every message is a JSON array
-                raise _Stop("rejected", "malformed frame")
-            raise _Stop("too_large", f"{TOO_LARGE}: {n} bytes, over the limit of {self.limits.max_result_bytes}")
+        if self._refuse_oversized_head(n):
+            return None
         if len(self.rbuf) < wire.HEADER_SIZE + n:
             return None
         body = bytes(self.rbuf[wire.HEADER_SIZE: wire.HEADER_SIZE + n])
@@ -211,6 +207,17 @@ class _Channel:
             raise _Stop("too_large", f"{TOO_LARGE}: {e}") from None
         except wire.WireError as e:
             raise _Stop("rejected", str(e)) from None
+
+    def _refuse_oversized_head(self, n: int) -> bool:
+        """_Stop when the first buffered frame, of `n` bytes, is over the reply limit; True when
+        that cannot be told yet (only its header has arrived)."""
+        if n <= self.limits.max_result_bytes + 4096:
+            return False
+        if len(self.rbuf) == wire.HEADER_SIZE:
+            return True  # is it a message at all? its first byte says
+        if self.rbuf[wire.HEADER_SIZE] != ord("["):  # every message is a JSON array
+            raise _Stop("rejected", "malformed frame")
+        raise _Stop("too_large", f"{TOO_LARGE}: {n} bytes, over the limit of {self.limits.max_result_bytes}")
 
     def decode(self, tree: Any, where: str, for_check: bool = False) -> Any:
         """A reply's value (wire.from_tree within this run's limits); _Stop beyond them, WireError
@@ -270,6 +277,10 @@ class _Channel:
                 self.poller.register(self.sock, 0)  # keep modify() valid
                 return
             self.rbuf += chunk
+            if len(self.rbuf) > wire.HEADER_SIZE:
+                # An oversized first reply is named as such however fast the candidate sends
+                # it: otherwise a fast sender fills the buffer below and reads as a flood.
+                self._refuse_oversized_head(wire.frame_length(bytes(self.rbuf[: wire.HEADER_SIZE])))
             if len(self.rbuf) > 4 * self.limits.max_result_bytes + 65536:  # many replies unread
                 raise _Stop("rejected", "the candidate sent far more than it was asked for")
 
