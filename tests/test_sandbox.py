@@ -529,6 +529,81 @@ def test_values_equal_modes():
     assert not values_equal(None, 0) and not values_equal("1", 1) and not values_equal(b"a", "a")
 
 
+# The comparison rules are compare.py's alone: these test the function the judge calls.
+@pytest.mark.parametrize(
+    ("expected", "actual", "mode", "ok"),
+    [
+        ([0, 1], [0, 1], "exact", True),
+        ([0, 1], (0, 1), "exact", True),
+        ([0, 1], [1, 0], "exact", False),
+        (True, 1, "exact", False),
+        (1, True, "exact", False),
+        (False, 0, "exact", False),
+        (2, 2.0, "exact", True),
+        ("1", 1, "exact", False),
+        (None, None, "exact", True),
+        (None, [], "exact", False),
+        ({"a": [1]}, {"a": (1,)}, "exact", True),
+        ({"a": 1}, {"a": 1, "b": 2}, "exact", False),
+        (0.1 + 0.2, 0.3, "exact", False),
+        # bool is never a number, also as a set element or a dict key
+        ({1}, {True}, "exact", False),
+        ({1: 2}, {True: 2}, "exact", False),
+        ({1: [1.0]}, {True: [1.0]}, "float", False),
+        ({1.0}, {1}, "exact", True),
+        ({"a": 1}, {"a": True}, "exact", False),
+        ([float("nan")], [float("nan")], "exact", False),  # NaN equals nothing under exact
+        (0.1 + 0.2, 0.3, "float", True),
+        ([1.0, [2.0]], [1.0000001, [1.9999999]], "float", True),
+        ([1.0], [1.1], "float", False),
+        (0.0, 1e-10, "float", True),
+        (1.0, True, "float", False),
+        ([float("nan")], [float("nan")], "float", True),  # ... and NaN equals NaN under float
+        (10**30, 10**30 + 1, "float", True),  # ints compare with isclose too under float
+        (1.0, 10**400, "float", False),
+        (10**400, 10**400 + 1, "float", False),  # too large for a float: compared exactly
+        ([1, 2, 2], [2, 1, 2], "unordered", True),
+        ([1, 2, 2], [2, 1, 1], "unordered", False),
+        ([1, 2], (2, 1), "unordered", True),
+        ([1, 2], {2, 1}, "unordered", False),  # a set is not a sequence
+        ([1, 2], [1, 2, 2], "unordered", False),
+        ([[1, 2], [3]], [[3], [1, 2]], "unordered", True),
+        ([[1, 2], [3]], [[3], [2, 1]], "unordered", False),  # inner lists keep their order
+        ([True], [1], "unordered", False),
+        ([1], 1, "unordered", False),
+    ],
+)
+def test_values_equal_rules(expected, actual, mode, ok):
+    assert values_equal(expected, actual, mode) is ok
+
+
+def test_values_equal_rejects_non_plain_values_and_unknown_modes():
+    class Sneaky(int):
+        def __eq__(self, other: object) -> bool:
+            return True
+
+        __hash__ = int.__hash__
+
+    assert not values_equal(5, Sneaky(3))
+    assert not values_equal([5], [Sneaky(3)], "unordered")
+    with pytest.raises(ValueError, match="unknown compare mode"):
+        values_equal(1, 1, "fuzzy")
+
+
+def test_the_judge_applies_the_comparison_rules(judge):
+    keys = problem("keys", [((), {}, {1: 2})])
+    assert run(judge, keys, "def keys():\n    return {True: 2}\n").status == "failed"
+    assert run(judge, keys, "def keys():\n    return {1.0: 2}\n").passed
+    members = problem("members", [((), {}, {1})])
+    assert run(judge, members, "def members():\n    return {True}\n").status == "failed"
+    assert run(judge, members, "def members():\n    return frozenset({1})\n").passed
+    pair = problem("pair", [((), {}, [1, 2])], compare="unordered")
+    assert run(judge, pair, "def pair():\n    return (2, 1)\n").passed
+    assert run(judge, pair, "def pair():\n    return {1, 2}\n").status == "failed"
+    big = problem("big", [((), {}, 10**30)], compare="float")
+    assert run(judge, big, "def big():\n    return 10**30 + 1\n").passed
+
+
 def test_wire_bounds_what_one_reply_costs_the_judge():
     p61 = 2 ** 61 - 1
     with pytest.raises(wire.TooLarge):  # distinct values that hash alike, as a set, dict or frozenset

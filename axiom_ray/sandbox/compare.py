@@ -1,11 +1,27 @@
-"""Comparing a candidate's (decoded, plain) value with the expected one, in the judge's process.
+"""The comparison rules: whether a candidate's value matches the expected one (the judge's verdict).
 
-exact      equality of plain data: bool is never a number (True is not 1), an int equals the
-           float of the same value, list and tuple are both "a sequence" (JSON has no tuples),
-           set and frozenset are both "a set", dict keys and values compare the same way.
-float      like exact, but numbers compare with math.isclose(rel_tol=1e-6, abs_tol=1e-9),
-           recursively through sequences and dict values (NaN equals NaN here).
-unordered  the top-level sequence as a multiset of exact elements.
+This module is their one owner. The judge (judge.py) decides every test with `values_equal`, the
+determinism check (axiom_ray/determinism.py) compares two runs with it, and a problem's `compare`
+field (axiom_ray/problems) names one of `MODES`. The candidate's value arrives decoded, as plain
+data (wire.py); `expected` comes from the problem file (plain JSON data, never NaN).
+
+exact      type-strict equality of plain data:
+           - bool is never a number, at any depth: True != 1, False != 0, also as a set element
+             or a dict key ({1} != {True}, {1: 2} != {True: 2});
+           - an int equals the float of the same value (2 == 2.0); NaN equals nothing;
+           - list and tuple are both "a sequence" (JSON has no tuples), set and frozenset both
+             "a set"; a sequence never equals a set;
+           - dicts need the same keys and equal values, keys compared by these same rules;
+           - str, bytes and None equal only themselves; anything else never matches.
+float      like exact, but two numbers (bools excepted) match when
+           math.isclose(rel_tol=FLOAT_REL_TOL, abs_tol=FLOAT_ABS_TOL), ints included (an int too
+           large for a float compares exactly), recursively through sequences and dict values;
+           NaN equals NaN here. Set elements and dict keys still compare exactly.
+unordered  `expected` is a list taken as a multiset: the actual value must be a sequence (a set
+           is not) whose elements match the expected ones one to one under exact. Only the top
+           level is unordered: inner lists keep their order.
+
+An unknown mode is a ValueError (a Problem's `compare` is validated when it loads).
 
 The candidate's value may be crafted so that its canonical forms hash alike (their hashes derive
 from ints and floats the candidate chose): every set, dict or counter built here from them goes
@@ -21,6 +37,8 @@ from typing import Any
 from axiom_ray.sandbox.wire import check_alike
 
 MODES = ("exact", "float", "unordered")
+FLOAT_REL_TOL = 1e-6
+FLOAT_ABS_TOL = 1e-9
 _FLAT = frozenset({int, float, str, bytes, type(None)})  # scalars whose == is already exact equality
 
 
@@ -71,7 +89,7 @@ def _close(e: Any, a: Any) -> bool:
         if isinstance(e, float) and isinstance(a, float) and math.isnan(e) and math.isnan(a):
             return True
         try:
-            return math.isclose(e, a, rel_tol=1e-6, abs_tol=1e-9)
+            return math.isclose(e, a, rel_tol=FLOAT_REL_TOL, abs_tol=FLOAT_ABS_TOL)
         except OverflowError:  # an int too large for a float
             return e == a
     if te in (list, tuple) and ta in (list, tuple):
@@ -88,6 +106,8 @@ def _close(e: Any, a: Any) -> bool:
 
 def values_equal(expected: Any, actual: Any, mode: str = "exact") -> bool:
     """Whether the candidate's `actual` matches `expected` under `mode` (see module doc)."""
+    if mode not in MODES:
+        raise ValueError(f"unknown compare mode {mode!r}; expected one of {', '.join(MODES)}")
     try:
         if mode == "float":
             return _close(expected, actual)
