@@ -9,6 +9,7 @@ that level with the reason, never silently weakened.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -843,8 +844,6 @@ def test_a_hostile_tree_in_the_working_directory_is_cleaned_up(judge, shared_dir
 
 def test_empty_tree_survives_what_a_candidate_can_build(tmp_path):
     """The clean-up itself, on a tree built here (as root it also meets modes root ignores)."""
-    import importlib.util
-
     spec = importlib.util.spec_from_file_location("axiom_forkserver_test", os.path.join(
         os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "axiom_ray", "sandbox", "forkserver.py"))
     fs = importlib.util.module_from_spec(spec)

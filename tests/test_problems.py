@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from axiom_ray import problems as P
-from axiom_ray.importers import capture, codeio, mbpp
+from axiom_ray.importers import basics, capture, codeio, mbpp
 from axiom_ray.problems import Problem, ProblemError, TestCase
 from axiom_ray.sandbox import Judge, Limits, values_equal, wire
 
@@ -722,8 +722,6 @@ def test_import_script_writes_loadable_files(tmp_path: Path) -> None:
 
 
 def test_basics_file_is_what_the_generator_writes_and_its_split_holds() -> None:
-    from axiom_ray.importers import basics
-
     shipped = [json.loads(line) for line in (P.problems_dir() / "basics.jsonl").read_text().splitlines()]
     assert shipped == basics.build_all()  # regenerate with scripts/import_problems.py basics
     problems = P.load_set("basics")

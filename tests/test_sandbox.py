@@ -6,13 +6,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import struct
 import subprocess
 import sys
 import textwrap
 
 import pytest
 
-from axiom_ray.problems import Problem, TestCase
+from axiom_ray.problems import Problem, ProblemError, TestCase, find_problem
 from axiom_ray.sandbox import (
     LEVELS,
     Judge,
@@ -20,11 +22,13 @@ from axiom_ray.sandbox import (
     SandboxUnavailable,
     Verdict,
     detect_isolation,
+    judge_one,
     kernel,
     level_rank,
     values_equal,
     wire,
 )
+from axiom_ray.sandbox.render import clean_text, render
 
 LIMITS = Limits(timeout_s=2, wall_factor=3, wall_extra_s=5)  # generous wall: CI machines are busy
 BEST = detect_isolation().level
@@ -169,10 +173,9 @@ def test_check_calls_run_ahead_only_when_certain_and_get_their_own_answers(judge
 
 
 def test_humaneval_canonical_solution_passes(judge):
-    problems = pytest.importorskip("axiom_ray.problems")
     try:
-        he = problems.find_problem("HumanEval/38")  # decode_cyclic: its check uses encode_cyclic
-    except problems.ProblemError as e:
+        he = find_problem("HumanEval/38")  # decode_cyclic: its check uses encode_cyclic
+    except ProblemError as e:
         pytest.skip(str(e))
     assert run(judge, he, he.reference).passed
     assert run(judge, he, he.prompt + "    return s\n").status == "failed"
@@ -317,8 +320,6 @@ def test_each_available_level_judges_correctly(level):
 
 
 def test_judge_restarts_a_dead_fork_server():
-    import signal
-
     with Judge(LIMITS, min_isolation="rlimits") as j:
         assert run(j, ADD, ADD_OK).passed
         os.killpg(j._server.proc.pid, signal.SIGKILL)  # the whole server, from outside
@@ -328,8 +329,6 @@ def test_judge_restarts_a_dead_fork_server():
 
 
 def test_judge_one_and_closed_judge():
-    from axiom_ray.sandbox import judge_one
-
     assert judge_one(ADD, ADD_OK, LIMITS, min_isolation="rlimits").passed
     j = Judge(LIMITS, min_isolation="rlimits")
     j.close()
@@ -467,8 +466,6 @@ def test_wire_decoder_rejects_deep_nesting():
 
 def _run_bpf(program, nr: int, arch: int, arg0: int = 0, arg1: int = 0) -> int:
     """What a classic-BPF seccomp program returns for one syscall (the opcodes kernel.py emits)."""
-    import struct
-
     data = struct.pack("=iIQ6Q", nr, arch, 0, arg0, arg1, 0, 0, 0, 0)
     pc, acc = 0, 0
     while True:
@@ -634,8 +631,6 @@ def test_wire_counts_a_frames_values_before_parsing_it():
 
 
 def test_details_render_any_value_safely():
-    from axiom_ray.sandbox.judge import clean_text, render
-
     assert render(1 << 3_000_000) == "<int of about 903090 digits>"
     assert render(-(10 ** 200)).startswith("-1000")
     for value in ("\ud800\x00\n" * 100, b"\x00" * 10 ** 6, [[[[[[[[1]]]]]]]], {frozenset({1 << 5000})}):

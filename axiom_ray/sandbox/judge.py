@@ -3,7 +3,8 @@
 The expected values and `check` programs stay in this process. The candidate's child receives
 its code and the arguments of one call at a time, and answers with plain data (wire.py); this
 process decodes it strictly and compares (compare.py). For HumanEval-style problems, `check`
-runs here with `candidate` a proxy whose calls cross into the child.
+runs here with `candidate` a proxy whose calls cross into the child (check.py). The bytes to and
+from the child go through channel.py; what a verdict shows of its values, through render.py.
 
 Whatever a candidate sends back costs the judge bounded time and memory (Limits.max_result_bytes,
 max_result_values, max_judge_cpu_s; wire.MAX_DEPTH, wire.MAX_ALIKE) and ends as that row's
@@ -13,27 +14,24 @@ is "error" with its reason, and the next candidate on this Judge is judged as if
 
 from __future__ import annotations
 
-import ast
 import builtins
-import collections
 import contextlib
+import ctypes
 import functools
-import itertools
 import logging
 import math
 import os
-import reprlib
-import select
 import signal
 import socket
 import threading
 import time
-import traceback
 import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from axiom_ray.sandbox import wire
+from axiom_ray.sandbox.channel import TOO_LARGE, Channel, Stop
+from axiom_ray.sandbox.check import CandidateProxy, check_line, literal_calls
 from axiom_ray.sandbox.compare import values_equal
 from axiom_ray.sandbox.core import (
     DEFAULT_MIN_ISOLATION,
@@ -43,90 +41,13 @@ from axiom_ray.sandbox.core import (
     Verdict,
     level_rank,
 )
+from axiom_ray.sandbox.render import clean_text, message_text, render
 from axiom_ray.sandbox.server import DEFAULT_PRELOAD, ForkServer, ServerDied
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # a type only: axiom_ray.problems imports the sandbox (compare.MODES)
     from axiom_ray.problems import Problem
 
 log = logging.getLogger(__name__)
-_MAX_PREFETCH = 1000  # literal calls of a check program sent with the code
-_MAX_SHOWN_INT_BITS = 1000  # a larger int is shown by its size: int-to-str is quadratic and capped
-TOO_LARGE = "reply too large/slow"
-
-
-class _SafeRepr(reprlib.Repr):
-    """reprlib (bounded depth and width) that can show any plain value: an int by its size when
-    rendering it would be slow or refused (4300-digit limit), bytes cut before rendering."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.maxstring = self.maxother = 60
-        self.maxlist = self.maxtuple = self.maxset = self.maxfrozenset = self.maxdict = 6
-
-    def repr_int(self, x: int, level: int) -> str:
-        if x.bit_length() > _MAX_SHOWN_INT_BITS:
-            return f"<int of about {int((x.bit_length() - 1) * math.log10(2)) + 1} digits>"
-        return super().repr_int(x, level)
-
-    def repr_bytes(self, x: bytes, level: int) -> str:
-        shown = builtins.repr(x[: self.maxother])
-        return shown if len(x) <= self.maxother else shown + "..."
-
-    # reprlib sorts a whole set or dict to show its first few elements: not a million of them.
-    def repr_set(self, x: set[Any], level: int) -> str:
-        return self._repr_iterable(x, level, "{", "}", self.maxset) if x else "set()"
-
-    def repr_frozenset(self, x: frozenset[Any], level: int) -> str:
-        return self._repr_iterable(x, level, "frozenset({", "})", self.maxfrozenset) if x else "frozenset()"
-
-    def repr_dict(self, x: dict[Any, Any], level: int) -> str:
-        if not x:
-            return "{}"
-        if level <= 0:
-            return "{...}"
-        shown = [f"{self.repr1(k, level - 1)}: {self.repr1(v, level - 1)}" for k, v in itertools.islice(x.items(), self.maxdict)]
-        return "{" + ", ".join(shown) + (", ..." if len(x) > self.maxdict else "") + "}"
-
-
-_REPR = _SafeRepr()
-
-
-def render(value: Any, limit: int = 100) -> str:
-    """A short, printable rendering of any value a candidate returned; never raises."""
-    try:
-        return clean_text(_REPR.repr(value), limit)
-    except Exception:  # RecursionError, MemoryError, anything: a detail is still written
-        return "<a value that cannot be shown>"
-
-
-def clean_text(text: str, limit: int) -> str:
-    """`text` cut to `limit` characters, with control characters, NULs and lone surrogates
-    escaped: a verdict's detail must survive JSON, Parquet (strict UTF-8) and a terminal."""
-    text = text[:limit]
-    if not text.isprintable():
-        text = "".join(c if c.isprintable() else ascii(c)[1:-1] for c in text)[:limit]
-    return text
-
-
-def _field(value: Any, limit: int) -> str:
-    """A text field of a candidate's message (an exception's name or message): clean text, or
-    the type of whatever else was sent in its place (never str() of it: that could be huge)."""
-    return clean_text(value, limit) if type(value) is str else f"<{type(value).__name__}>"
-
-
-class _Stop(BaseException):
-    """The run ends early (timeout, the candidate died, a flood, a protocol violation).
-
-    A BaseException, so that a check program's `except Exception:` cannot swallow it.
-    """
-
-    def __init__(self, kind: str, detail: str = "") -> None:
-        super().__init__(kind, detail)
-        self.kind, self.detail = kind, detail
-
-
-class CandidateError(Exception):
-    """An exception the candidate raised, re-raised judge-side inside a check program."""
 
 
 @dataclass
@@ -135,301 +56,13 @@ class _Tally:
     passed: int = 0
     first: tuple[str, str] | None = None  # (status, detail) of the first failed test
     rejected: str | None = None  # the candidate returned something that is not plain data
-    stop: _Stop | None = None
+    stop: Stop | None = None
 
     def fail(self, status: str, detail: str) -> None:
         if status == "rejected" and self.rejected is None:
             self.rejected = detail
         if self.first is None:
             self.first = (status, detail)
-
-
-class _Channel:
-    """Judge-side I/O with one candidate: frames on its socket, its stdout/stderr drained and
-    counted, the server's "exited" noticed, all against one wall-clock deadline."""
-
-    def __init__(self, sock: socket.socket, out_fd: int, server: ForkServer, deadline: float,
-                 limits: Limits) -> None:
-        self.sock, self.out_fd, self.server = sock, out_fd, server
-        self.deadline, self.limits = deadline, limits
-        # Replies buffered in time are still judged after the candidate's deadline, but not for
-        # longer than the candidate itself may run: a flood of costly replies stops there.
-        self.judge_deadline = deadline + limits.wall_s
-        sock.setblocking(False)
-        os.set_blocking(out_fd, False)
-        self.rbuf = bytearray()
-        self.eof = False
-        self.out_bytes = 0
-        self.poller = select.poll()
-        self.poller.register(sock, select.POLLIN)
-        self.poller.register(out_fd, select.POLLIN)
-        self.poller.register(server.sock, select.POLLIN)
-
-    def send(self, *msgs: Any) -> None:
-        """Send messages (in one write: a pipelined batch wakes the candidate once). Replies that
-        arrive meanwhile are buffered, so a candidate answering big results never deadlocks us."""
-        data = memoryview(b"".join(wire.dumps(m) for m in msgs))
-        while data:
-            try:
-                data = data[self.sock.send(data):]
-                continue
-            except BlockingIOError:
-                pass
-            except OSError:  # the candidate is gone; recv will tell why
-                self.eof = True
-                return
-            self._wait(write=True)
-
-    def recv(self) -> Any:
-        while True:
-            msg = self._frame()
-            if msg is not None:
-                if time.monotonic() > self.judge_deadline:
-                    raise _Stop("too_large", f"{TOO_LARGE}: judging the replies ran past twice the wall-clock limit")
-                return msg
-            if self.eof:
-                raise _Stop("exit")
-            self._wait(write=False)
-
-    def _frame(self) -> Any | None:
-        if len(self.rbuf) < wire.HEADER_SIZE:
-            return None
-        n = wire.frame_length(bytes(self.rbuf[: wire.HEADER_SIZE]))
-        if self._refuse_oversized_head(n):
-            return None
-        if len(self.rbuf) < wire.HEADER_SIZE + n:
-            return None
-        body = bytes(self.rbuf[wire.HEADER_SIZE: wire.HEADER_SIZE + n])
-        del self.rbuf[: wire.HEADER_SIZE + n]
-        try:
-            return wire.loads(body, self.limits.max_result_values + 16)  # + the message's own fields
-        except wire.TooLarge as e:
-            raise _Stop("too_large", f"{TOO_LARGE}: {e}") from None
-        except wire.WireError as e:
-            raise _Stop("rejected", str(e)) from None
-
-    def _refuse_oversized_head(self, n: int) -> bool:
-        """_Stop when the first buffered frame, of `n` bytes, is over the reply limit; True when
-        that cannot be told yet (only its header has arrived)."""
-        if n <= self.limits.max_result_bytes + 4096:
-            return False
-        if len(self.rbuf) == wire.HEADER_SIZE:
-            return True  # is it a message at all? its first byte says
-        if self.rbuf[wire.HEADER_SIZE] != ord("["):  # every message is a JSON array
-            raise _Stop("rejected", "malformed frame")
-        raise _Stop("too_large", f"{TOO_LARGE}: {n} bytes, over the limit of {self.limits.max_result_bytes}")
-
-    def decode(self, tree: Any, where: str, for_check: bool = False) -> Any:
-        """A reply's value (wire.from_tree within this run's limits); _Stop beyond them, WireError
-        for a malformed one. A value `for_check` code is guarded all through (it may make a set
-        of any part of it)."""
-        try:
-            value = wire.from_tree(tree, self.limits.max_result_values)
-            if for_check:
-                wire.check_alike_inside(value)
-            return value
-        except wire.TooLarge as e:
-            raise _Stop("too_large", f"{where}{TOO_LARGE}: {e}") from None
-
-    def charge(self, started: float, where: str) -> None:
-        """_Stop when the judge's CPU on one reply since `started` (time.thread_time: other Judges
-        may share this process) went past the limit. The structural bounds keep it far below;
-        this is the backstop that names it."""
-        spent = time.thread_time() - started
-        if spent > self.limits.max_judge_cpu_s:
-            raise _Stop("too_large", f"{where}{TOO_LARGE}: judging it took {spent:.1f}s of CPU "
-                                     f"(limit {self.limits.max_judge_cpu_s:g}s)")
-
-    def _wait(self, write: bool) -> None:
-        left = self.deadline - time.monotonic()
-        if left <= 0:
-            raise _Stop("timeout")
-        self.poller.modify(self.sock, select.POLLIN | (select.POLLOUT if write else 0))
-        for fd, _ev in self.poller.poll(max(1, math.ceil(left * 1000))):
-            if fd == self.out_fd:
-                self._drain_output()
-            elif fd == self.sock.fileno():
-                self._read()
-            else:
-                try:
-                    self.server.pump()
-                except ServerDied as e:
-                    raise _Stop("server", str(e)) from None
-                if self.server.error:
-                    raise _Stop("server", self.server.error)
-        if self.server.exited is not None and not self.eof:
-            # The candidate is dead; what it sent before dying is already buffered (a forked
-            # descendant may still hold the socket open, so EOF alone is not enough).
-            self._read()
-            self.eof = True
-
-    def _read(self) -> None:
-        while True:
-            try:
-                chunk = self.sock.recv(1 << 18)
-            except BlockingIOError:
-                return
-            except OSError:
-                chunk = b""
-            if not chunk:
-                self.eof = True
-                self.poller.unregister(self.sock)
-                self.poller.register(self.sock, 0)  # keep modify() valid
-                return
-            self.rbuf += chunk
-            if len(self.rbuf) > wire.HEADER_SIZE:
-                # An oversized first reply is named as such however fast the candidate sends
-                # it: otherwise a fast sender fills the buffer below and reads as a flood.
-                self._refuse_oversized_head(wire.frame_length(bytes(self.rbuf[: wire.HEADER_SIZE])))
-            if len(self.rbuf) > 4 * self.limits.max_result_bytes + 65536:  # many replies unread
-                raise _Stop("rejected", "the candidate sent far more than it was asked for")
-
-    def _drain_output(self) -> None:
-        for _ in range(16):  # bounded: a flood must not keep the judge in this loop
-            try:
-                chunk = os.read(self.out_fd, 1 << 16)
-            except BlockingIOError:
-                return
-            if not chunk:
-                self.poller.unregister(self.out_fd)
-                return
-            self.out_bytes += len(chunk)
-            if self.out_bytes > self.limits.max_output_bytes:
-                raise _Stop("output", f"output limit of {self.limits.max_output_bytes} bytes exceeded")
-
-
-class _CandidateProxy:
-    """`candidate` inside a check program: each call crosses into the candidate's process.
-
-    The calls the check's source makes with literal arguments, up to the first that has other
-    arguments, went out with the code (`prefetched`, in source order): a check that runs them in
-    that order finds each answer waiting instead of paying a round trip per assert. The first
-    call that is not the next prefetched one goes out by itself, and from then on the answers to
-    the remaining prefetched calls are dropped unread."""
-
-    def __init__(self, chan: _Channel, tally: _Tally, name: str, prefetched: list[tuple[bytes, Any]]) -> None:
-        self._chan, self._tally, self.__name__ = chan, tally, name
-        self._queue = collections.deque((seq, key) for seq, (key, _) in enumerate(prefetched))
-        self._seq = len(prefetched)
-        self._stale: set[int] = set()
-        self.last_exc: BaseException | None = None
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            trees = [wire.to_tree(list(args)), wire.to_tree(kwargs)]
-        except wire.WireError as e:
-            raise TypeError(f"argument not transferable to the candidate: {e}") from None
-        key = wire.dumps(trees)  # exact: True, 1 and 1.0 are three different calls
-        started = time.thread_time()
-        if self._queue and self._queue[0][1] == key:
-            seq = self._queue.popleft()[0]
-        else:
-            self._stale.update(seq for seq, _ in self._queue)
-            self._queue.clear()
-            seq, self._seq = self._seq, self._seq + 1
-            self._chan.send(["call", seq, *trees])
-        reply = self._chan.recv()
-        while len(reply) > 1 and type(reply[1]) is int and reply[1] in self._stale:
-            self._stale.discard(reply[1])
-            reply = self._chan.recv()
-        where = f"call {seq + 1}: "
-        if reply[0] == "ret" and len(reply) == 3 and reply[1] == seq:
-            try:
-                value = self._chan.decode(reply[2], where, for_check=True)
-            except wire.WireError as e:
-                self._tally.fail("rejected", f"{where}returned {e}")
-                raise _Stop("rejected", str(e)) from None
-            self._chan.charge(started, where)
-            return value
-        if reply[0] == "exc" and len(reply) == 4 and reply[1] in (seq, -1):
-            self.last_exc = _rebuild_exception(_field(reply[2], 80), _field(reply[3], 300))
-            raise self.last_exc
-        if reply[0] == "bad" and len(reply) == 3 and reply[1] == seq:
-            self._tally.fail("rejected", f"{where}returned {_field(reply[2], 200)}")
-            raise _Stop("rejected", _field(reply[2], 200))
-        self._tally.fail("rejected", "protocol violation")
-        raise _Stop("rejected", "protocol violation")
-
-
-def _literal_calls(check: str, entry_point: str) -> list[tuple[bytes, Any]]:
-    """The calls to the candidate that `def check(candidate)` makes first and for certain, in the
-    order it makes them, up to the first one that is not certain (in a branch, a loop, a
-    short-circuit, an assert's message, a lambda) or whose arguments are not literals that can
-    travel: (exact key, [args tree, kwargs tree]) each. Only such calls may run ahead: the
-    candidate must never run a call the check would not have made (it could hang on it)."""
-    try:
-        module = ast.parse(check)
-    except (SyntaxError, ValueError, RecursionError, MemoryError):
-        return []
-    fn = next((n for n in module.body if isinstance(n, ast.FunctionDef) and n.name == "check"), None)
-    if fn is None or not fn.args.args:
-        return []
-    names = {fn.args.args[0].arg, entry_point}
-    out: list[tuple[bytes, Any]] = []
-    for stmt in fn.body:
-        if isinstance(stmt, (ast.Pass, ast.Import, ast.ImportFrom)):
-            continue
-        if isinstance(stmt, ast.Assert):
-            value = stmt.test  # the message is evaluated only when the check fails anyway
-        elif isinstance(stmt, ast.Expr) or (isinstance(stmt, ast.Assign) and all(isinstance(t, ast.Name) for t in stmt.targets)):
-            value = stmt.value
-        else:
-            break
-        if len(out) >= _MAX_PREFETCH:
-            break
-        if not _certain_calls(value, names, out):
-            break
-    return out
-
-
-def _certain_calls(node: ast.AST, names: set[str], out: list[tuple[bytes, Any]]) -> bool:
-    """Append the candidate calls evaluating `node` certainly makes, in order; False at the first
-    call that is not certain or not literal (where the prefetched calls must end)."""
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in names:
-        try:
-            if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
-                return False
-            trees = [wire.to_tree([ast.literal_eval(a) for a in node.args]),
-                     wire.to_tree({k.arg: ast.literal_eval(k.value) for k in node.keywords})]
-        except (ValueError, TypeError, SyntaxError, RecursionError, MemoryError, wire.WireError):
-            return False
-        out.append((wire.dumps(trees), trees))
-        return True
-    if isinstance(node, ast.BoolOp):
-        certain, maybe = node.values[:1], node.values[1:]
-    elif isinstance(node, ast.IfExp):
-        certain, maybe = [node.test], [node.body, node.orelse]
-    elif isinstance(node, ast.Compare):  # a chain stops at its first false link
-        certain, maybe = [node.left, node.comparators[0]], node.comparators[1:]
-    elif isinstance(node, (ast.Lambda, ast.ListComp, ast.SetComp, ast.DictComp, ast.GeneratorExp, ast.Dict)):
-        certain, maybe = [], [node]  # run later, many times, or in another order
-    else:
-        certain, maybe = list(ast.iter_child_nodes(node)), []
-    if not all(_certain_calls(c, names, out) for c in certain):
-        return False
-    return not any(isinstance(n, ast.Call) and isinstance(n.func, ast.Name) and n.func.id in names
-                   for m in maybe for n in ast.walk(m))
-
-
-def _rebuild_exception(name: str, message: str) -> BaseException:
-    """The candidate's exception as the same builtin type (so a check that expects, say, a
-    ValueError sees one); anything else, and never a BaseException like SystemExit, becomes a
-    CandidateError."""
-    cls = getattr(builtins, name, None)
-    exc: BaseException
-    if isinstance(cls, type) and issubclass(cls, Exception):
-        try:
-            exc = cls(message)
-        except Exception:
-            exc = CandidateError(f"{name}: {message}")
-    else:
-        exc = CandidateError(f"{name}: {message}")
-    return exc
-
-
-def _check_line(exc: BaseException) -> str:
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == "<check>"]
-    return f" (check line {frames[-1].lineno})" if frames else ""
 
 
 class Judge:
@@ -551,22 +184,22 @@ class Judge:
         try:
             fds = server.start(timeout=self.limits.wall_s)
             if fds is None:
-                tally.stop = _Stop("server", server.error)
+                tally.stop = Stop("server", server.error)
             else:
                 judge_end, out_r = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fds[0]), fds[1]
-                chan = _Channel(judge_end, out_r, server, t0 + self.limits.wall_s, self.limits)
+                chan = Channel(judge_end, out_r, server, t0 + self.limits.wall_s, self.limits)
                 try:
                     self._converse(problem, code, chan, tally)
-                except _Stop as stop:
+                except Stop as stop:
                     tally.stop = stop
                 except Exception as e:  # MemoryError on a reply, or a bug: this row's error
                     log.warning("sandbox: judge-side failure on a reply: %r", e)
-                    tally.stop = _Stop("judge", f"judge-side failure on a reply: {type(e).__name__}")
+                    tally.stop = Stop("judge", f"judge-side failure on a reply: {type(e).__name__}")
                 # After "bye" the candidate leaves by itself; anything else is killed now.
                 exited = server.finish(kill=tally.stop is not None)
         except ServerDied as e:
             log.warning("sandbox: fork server failed during a run: %s", e)
-            tally.stop = _Stop("server", str(e))
+            tally.stop = Stop("server", str(e))
             server.close()
         finally:
             if judge_end is not None:
@@ -575,10 +208,10 @@ class Judge:
                 os.close(out_r)
         return self._verdict(tally, exited, t0)
 
-    def _converse(self, problem: Problem, code: str, chan: _Channel, tally: _Tally) -> None:
+    def _converse(self, problem: Problem, code: str, chan: Channel, tally: _Tally) -> None:
         # Tests are pipelined: the code, every call and the "bye" go out at once, and the
         # candidate answers them in order (the inputs are no secret; the expected values stay).
-        # A check program's literal calls go out the same way (see _CandidateProxy).
+        # A check program's literal calls go out the same way (see CandidateProxy).
         prefetched: list[tuple[bytes, Any]] = []
         if problem.check is not None:
             with contextlib.suppress(SyntaxError):  # _run_check reports it
@@ -590,13 +223,13 @@ class Judge:
                   *([["bye"]] if problem.check is None else []))
         first = chan.recv()
         if first[0] == "load_error" and len(first) == 3:
-            name, msg = _field(first[1], 80), _field(first[2], 300)
+            name, msg = message_text(first[1], 80), message_text(first[2], 300)
             tally.fail("memory" if name == "MemoryError" else "error", f"{name}: {msg}")
         elif first[0] == "exc" and len(first) == 4 and first[1] == -1:
             tally.fail("memory", "MemoryError while loading")
         elif first[0] == "setup_error" and len(first) == 2:
-            log.error("sandbox: candidate set-up failed: %s", _field(first[1], 200))
-            tally.fail("error", f"sandbox set-up failed: {_field(first[1], 200)}")
+            log.error("sandbox: candidate set-up failed: %s", message_text(first[1], 200))
+            tally.fail("error", f"sandbox set-up failed: {message_text(first[1], 200)}")
         elif first[0] != "ready":
             tally.fail("rejected", "protocol violation before the first test")
         elif problem.check is not None:
@@ -616,7 +249,7 @@ class Judge:
                 calls.append(None)
         return calls
 
-    def _run_tests(self, problem: Problem, calls: list[Any], chan: _Channel, tally: _Tally) -> None:
+    def _run_tests(self, problem: Problem, calls: list[Any], chan: Channel, tally: _Tally) -> None:
         for i, tc in enumerate(problem.tests):
             if calls[i] is None:
                 continue
@@ -625,7 +258,7 @@ class Judge:
             self._judge_reply(problem, tc.expected, reply, i, chan, tally)
             chan.charge(started, f"test {i + 1}: ")
 
-    def _judge_reply(self, problem: Problem, expected: Any, reply: list[Any], i: int, chan: _Channel,
+    def _judge_reply(self, problem: Problem, expected: Any, reply: list[Any], i: int, chan: Channel,
                      tally: _Tally) -> None:
         """Decide test i from the candidate's reply to it (decode and compare within the limits)."""
         kind, where = reply[0], f"test {i + 1}: "
@@ -634,7 +267,7 @@ class Judge:
                 value = chan.decode(reply[2], where)
                 same = values_equal(expected, value, problem.compare)
             except wire.TooLarge as e:  # compare.py met values that hash alike
-                raise _Stop("too_large", f"{where}{TOO_LARGE}: {e}") from None
+                raise Stop("too_large", f"{where}{TOO_LARGE}: {e}") from None
             except wire.WireError as e:
                 tally.fail("rejected", f"{where}returned {e}")
                 return
@@ -643,15 +276,15 @@ class Judge:
             else:
                 tally.fail("failed", f"{where}wrong answer (got {render(value)})")
         elif kind == "exc" and len(reply) == 4 and reply[1] in (i, -1):
-            name, msg = _field(reply[2], 80), _field(reply[3], 300)
+            name, msg = message_text(reply[2], 80), message_text(reply[3], 300)
             tally.fail("memory" if name == "MemoryError" else "error", f"{where}{name}: {msg}")
         elif kind == "bad" and len(reply) == 3 and reply[1] == i:
-            tally.fail("rejected", f"{where}returned {_field(reply[2], 200)}")
+            tally.fail("rejected", f"{where}returned {message_text(reply[2], 200)}")
         else:
             tally.fail("rejected", f"{where}protocol violation")
-            raise _Stop("rejected", "protocol violation")
+            raise Stop("rejected", "protocol violation")
 
-    def _run_check(self, problem: Problem, chan: _Channel, tally: _Tally, prefetched: list[tuple[bytes, Any]]) -> None:
+    def _run_check(self, problem: Problem, chan: Channel, tally: _Tally, prefetched: list[tuple[bytes, Any]]) -> None:
         try:
             prompt_code, check_code, _ = self._compiled_check(problem)
         except SyntaxError as e:
@@ -663,7 +296,7 @@ class Judge:
             # prompt, run here: the candidate's redefinition of them must not count.
             with contextlib.suppress(Exception):
                 exec(prompt_code, ns)
-        proxy = _CandidateProxy(chan, tally, problem.entry_point, prefetched)
+        proxy = CandidateProxy(chan, tally.fail, problem.entry_point, prefetched)
         ns[problem.entry_point] = proxy
         try:
             exec(check_code, ns)
@@ -676,9 +309,9 @@ class Judge:
             if e is proxy.last_exc:
                 tally.fail("memory" if isinstance(e, MemoryError) else "error", f"{type(e).__name__}: {e}"[:300])
             elif isinstance(e, AssertionError):
-                tally.fail("failed", f"check failed: assertion{_check_line(e)}")
+                tally.fail("failed", f"check failed: assertion{check_line(e)}")
             else:
-                tally.fail("failed", f"check failed: {type(e).__name__}{_check_line(e)}")
+                tally.fail("failed", f"check failed: {type(e).__name__}{check_line(e)}")
             return
         if tally.first is None:
             tally.passed = 1
@@ -694,7 +327,7 @@ class Judge:
             except (SyntaxError, ValueError):
                 prompt_code = None  # a prose prompt: no helpers to define
             check_code = compile(problem.check or "", "<check>", "exec")
-            self._checks[key] = (prompt_code, check_code, _literal_calls(problem.check or "", problem.entry_point))
+            self._checks[key] = (prompt_code, check_code, literal_calls(problem.check or "", problem.entry_point))
         return self._checks[key]
 
     def _verdict(self, tally: _Tally, exited: tuple[int, float, int] | None, t0: float) -> Verdict:
@@ -711,7 +344,7 @@ class Judge:
         return Verdict(passed, status, tally.passed if not passed else tally.total, tally.total,
                        _ms(t0), self.level, clean_text(detail, 300))
 
-    def _stop_status(self, tally: _Tally, stop: _Stop, exited: tuple[int, float, int] | None) -> tuple[str, str]:
+    def _stop_status(self, tally: _Tally, stop: Stop, exited: tuple[int, float, int] | None) -> tuple[str, str]:
         if stop.kind in ("too_large", "judge"):  # the judge stopped it: the reason is known
             return "error", stop.detail
         cpu_limit = max(1, math.ceil(self.limits.timeout_s))
@@ -771,8 +404,6 @@ def _close_server(holder: list[ForkServer]) -> None:
 def _protect_this_process() -> None:
     """Below Landlock, an unprivileged candidate shares the judge's uid and could read
     /proc/<judge>/mem or write to /proc/<judge>/fd/1; a non-dumpable process refuses both."""
-    import ctypes
-
     with contextlib.suppress(Exception):
         ctypes.CDLL(None).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE, 0
         log.warning("sandbox: below the landlock level; this process is now non-dumpable")
