@@ -52,7 +52,7 @@ def _load_file_cached(path: str, _mtime_ns: int, _size: int, set_name: str) -> t
     if suffix == ".jsonl":
         located = _jsonl_objects(path, text)
     elif suffix == ".json":
-        located = _indexed(path, _json_document(path, text))
+        located = _indexed(path, strict_json(text, path))
     else:
         located = _indexed(path, _yaml_document(path, text))
     problems = tuple(
@@ -99,34 +99,26 @@ def _jsonl_objects(path: str, text: str) -> list[tuple[str, Any]]:
     for lineno, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
-        out.append((f"{path}:{lineno}", jsonl_line(path, lineno, line)))
+        out.append((f"{path}:{lineno}", strict_json(line, path, lineno)))
     return out
 
 
-def jsonl_line(path: str, lineno: int, line: str) -> Any:
-    try:
-        return json.loads(
-            line, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant
-        )
-    except json.JSONDecodeError as exc:
-        raise ProblemError(f"{path}:{lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
-    except _DuplicateKey as exc:
-        raise ProblemError(f"{path}:{lineno}: key '{exc.args[0]}' appears twice") from None
-    except ValueError as exc:
-        raise ProblemError(f"{path}:{lineno}: invalid JSON: {exc}") from None
-
-
-def _json_document(path: str, text: str) -> Any:
+def strict_json(text: str, path: str, lineno: int | None = None) -> Any:
+    """One JSON value: a whole file, or line `lineno` of a JSONL file. Strict (no NaN or
+    Infinity, no key twice in one object); a ProblemError names the file, line and column."""
+    at = path if lineno is None else f"{path}:{lineno}"
     try:
         return json.loads(
             text, object_pairs_hook=_no_duplicate_keys, parse_constant=_reject_constant
         )
     except json.JSONDecodeError as exc:
-        raise ProblemError(f"{path}:{exc.lineno}:{exc.colno}: invalid JSON: {exc.msg}") from None
+        line = exc.lineno if lineno is None else lineno
+        raise ProblemError(f"{path}:{line}:{exc.colno}: invalid JSON: {exc.msg}") from None
     except _DuplicateKey as exc:
-        raise ProblemError(f"{path}: key '{exc.args[0]}' appears twice in one object") from None
+        twice = "appears twice in one object" if lineno is None else "appears twice"
+        raise ProblemError(f"{at}: key '{exc.args[0]}' {twice}") from None
     except ValueError as exc:
-        raise ProblemError(f"{path}: invalid JSON: {exc}") from None
+        raise ProblemError(f"{at}: invalid JSON: {exc}") from None
 
 
 def _yaml_document(path: str, text: str) -> Any:

