@@ -8,7 +8,7 @@ data (wire.py); `expected` comes from the problem file (plain JSON data, never N
 exact      type-strict equality of plain data:
            - bool is never a number, at any depth: True != 1, False != 0, also as a set element
              or a dict key ({1} != {True}, {1: 2} != {True: 2});
-           - an int equals the float of the same value (2 == 2.0); NaN equals nothing;
+           - an int equals the float of the same value (2 == 2.0); a NaN never equals another;
            - list and tuple are both "a sequence" (JSON has no tuples), set and frozenset both
              "a set"; a sequence never equals a set;
            - dicts need the same keys and equal values, keys compared by these same rules;
