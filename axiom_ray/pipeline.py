@@ -30,7 +30,14 @@ from typing import Any
 
 import numpy as np
 
-from axiom_ray.samples import code_hash, sample_id, sample_schema, select_training_rows
+from axiom_ray.samples import (
+    Candidate,
+    code_hash,
+    generation_row,
+    sample_id,
+    sample_schema,
+    select_training_rows,
+)
 
 log = logging.getLogger(__name__)
 
@@ -119,29 +126,29 @@ class GenerateBatch:
             ref = None
         raise GeneratorLost(f"generator {replica} failed {GENERATOR_CALL_ATTEMPTS} times: {why}")
 
-    def _row(self, cand: dict[str, Any], prompts: dict[str, str], created: str) -> dict[str, Any]:
+    def _row(self, cand: Candidate, prompts: dict[str, str], created: str) -> dict[str, Any]:
         spec = self.spec
         pid = cand["problem_id"]
-        return {
-            "run_id": spec.run_id,
-            "iteration": spec.iteration,
-            "problem_id": pid,
-            "sample_id": sample_id(spec.run_id, spec.iteration, pid, spec.kind, spec.attempt, cand["index"]),
-            "prompt": prompts[pid],
-            "completion": cand["completion"],
-            "code": cand["code"],
-            "model": cand["model"],
-            "adapter": spec.adapter,
-            "temperature": spec.temperature,
-            "seed": spec.seed,
-            "num_tokens": int(cand["num_tokens"]),
-            "code_tokens": int(cand.get("code_tokens", 0)),
-            "code_hash": code_hash(cand["code"]),
-            "created_at": created,
-            "attempt": spec.attempt,
-            "index": int(cand["index"]),
-            "finish_reason": str(cand.get("finish_reason") or ""),
-        }
+        return generation_row(
+            run_id=spec.run_id,
+            iteration=spec.iteration,
+            problem_id=pid,
+            sample_id=sample_id(spec.run_id, spec.iteration, pid, spec.kind, spec.attempt, cand["index"]),
+            prompt=prompts[pid],
+            completion=cand["completion"],
+            code=cand["code"],
+            model=cand["model"],
+            adapter=spec.adapter,
+            temperature=spec.temperature,
+            seed=spec.seed,
+            num_tokens=int(cand["num_tokens"]),
+            code_tokens=int(cand.get("code_tokens", 0)),
+            code_hash=code_hash(cand["code"]),
+            created_at=created,
+            attempt=spec.attempt,
+            index=int(cand["index"]),
+            finish_reason=str(cand.get("finish_reason") or ""),
+        )
 
 
 def actor_errors() -> tuple[type[BaseException], ...]:
@@ -217,7 +224,8 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
 
 
 def verify_stage_class() -> type:
-    """The verifier pool's Ray Data stage: VerifyBatch on plain columns, typed Arrow out."""
+    """The verifier pool's Ray Data stage: VerifyBatch on plain columns, the sample row's Arrow
+    schema out (samples.sample_schema: same columns, types and order in every file)."""
     import pyarrow as pa
 
     from axiom_ray.verifier import VerifyBatch
@@ -226,8 +234,7 @@ def verify_stage_class() -> type:
         def __call__(self, batch: pa.Table) -> pa.Table:  # type: ignore[override]
             out = super().__call__(batch.to_pydict())
             schema = sample_schema()
-            return pa.table({name: pa.array(list(out[name]), type=schema.field(name).type) for name in schema.names},
-                            schema=schema)
+            return pa.table({f.name: pa.array(list(out[f.name]), type=f.type) for f in schema}, schema=schema)
 
     return VerifyStage
 

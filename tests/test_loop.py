@@ -17,7 +17,7 @@ from tiny_model import tiny_assets
 from axiom_ray.config import build_config
 from axiom_ray.loop import run_iterations, run_single_phase
 from axiom_ray.rundir import RunDir, RunDirError
-from axiom_ray.samples import EXTRA_COLUMNS, SAMPLE_COLUMNS, code_hash, sample_id
+from axiom_ray.samples import SAMPLE_COLUMNS, code_hash, sample_id
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +50,7 @@ def test_iteration_writes_run_directory_and_resumes(ray_cluster, tiny, tmp_path)
     assert m["iterations"]["1"]["adapter"] is None
 
     samples = read(storage, "iter_0/samples")
-    assert set(SAMPLE_COLUMNS) | set(EXTRA_COLUMNS) <= set(samples.column_names)
+    assert set(SAMPLE_COLUMNS) <= set(samples.column_names)
     assert samples.num_rows == 4
     rows = samples.to_pylist()
     assert {r["problem_id"] for r in rows} == {"two_sum", "fizzbuzz"}
