@@ -279,29 +279,6 @@ def run_pass(
     ds.write_parquet(out_uri)
 
 
-def pass_stats(uri: str, seconds: float) -> dict[str, Any]:
-    """Counts of a written pass (only the small columns are read)."""
-    import pyarrow.dataset as pads
-
-    table = pads.dataset(uri, format="parquet").to_table(
-        columns=["problem_id", "passed", "num_tokens", "code_tokens", "status"])
-    passed = table.column("passed").to_pylist()
-    statuses = table.column("status").to_pylist()
-    tokens = int(sum(table.column("num_tokens").to_pylist()))
-    kept = int(sum(v or 0 for v in table.column("code_tokens").to_pylist()))
-    solved = {p for p, ok in zip(table.column("problem_id").to_pylist(), passed, strict=True) if ok}
-    return {
-        "candidates": len(passed),
-        "passed": int(sum(passed)),
-        "solved": sorted(solved),
-        "tokens": tokens,
-        "tokens_kept": kept,  # tokens of the code the verifier ran; the rest was prose
-        "status_counts": {s: statuses.count(s) for s in sorted(set(statuses))},
-        "seconds": round(seconds, 2),
-        "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else 0.0,
-    }
-
-
 def build_training_set(sample_uris: list[str], out_uri: str, max_per_problem: int, dedupe: bool) -> int:
     """Passed samples -> deduplicated, capped per problem -> Parquet. Returns the row count."""
     import pyarrow as pa
