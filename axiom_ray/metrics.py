@@ -35,7 +35,7 @@ _GAUGES = {
 
 @functools.cache
 def _metric(name: str) -> Any:
-    from ray.util import metrics
+    from ray.util import metrics  # lazy: only called once Ray is up (see _ray_ready)
 
     if name in _COUNTERS:
         return metrics.Counter(PREFIX + name, description=_COUNTERS[name], tag_keys=("run", "kind", "status"))

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from axiom_ray.samples import (
     Candidate,
@@ -38,6 +39,7 @@ from axiom_ray.samples import (
     sample_schema,
     select_training_rows,
 )
+from axiom_ray.verifier import VerifyBatch
 
 log = logging.getLogger(__name__)
 
@@ -223,20 +225,15 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return {key: [r[key] for r in rows] for key in rows[0]}
 
 
-def verify_stage_class() -> type:
+class VerifyStage(VerifyBatch):
     """The verifier pool's Ray Data stage: VerifyBatch on plain columns, the sample row's Arrow
-    schema out (samples.sample_schema: same columns, types and order in every file)."""
-    import pyarrow as pa
+    schema out (samples.sample_schema: same columns, types and order in every file). Its name
+    is the actor name the dashboard and the fault tests look for."""
 
-    from axiom_ray.verifier import VerifyBatch
-
-    class VerifyStage(VerifyBatch):
-        def __call__(self, batch: pa.Table) -> pa.Table:  # type: ignore[override]
-            out = super().__call__(batch.to_pydict())
-            schema = sample_schema()
-            return pa.table({f.name: pa.array(list(out[f.name]), type=f.type) for f in schema}, schema=schema)
-
-    return VerifyStage
+    def __call__(self, batch: pa.Table) -> pa.Table:  # type: ignore[override]
+        out = super().__call__(batch.to_pydict())
+        schema = sample_schema()
+        return pa.table({f.name: pa.array(list(out[f.name]), type=f.type) for f in schema}, schema=schema)
 
 
 def run_pass(
@@ -269,7 +266,7 @@ def run_pass(
         num_cpus=0,  # it only routes; the generator actors hold the resources
     )
     ds = ds.map_batches(
-        verify_stage_class(),
+        VerifyStage,
         fn_constructor_kwargs={"problems": verify_problems, "limits": verifier_limits},
         batch_size=verifier_batch_size,
         batch_format="pyarrow",

@@ -92,7 +92,7 @@ class VerifyBatch:
 
 @functools.lru_cache(maxsize=1)
 def verifier_actor_class() -> Any:
-    """`ray.remote(VerifierActor)` with one CPU (Ray imported only when asked for)."""
-    import ray
+    """`ray.remote(VerifierActor)` with one CPU."""
+    import ray  # lazy: the Ray Data path (VerifyBatch) and the unit tests never need it
 
     return ray.remote(num_cpus=1)(VerifierActor)
