@@ -55,10 +55,6 @@ class PhaseRecord:
         return self.status == DONE
 
     @property
-    def started_at(self) -> str | None:
-        return self.data.get("started_at")
-
-    @property
     def finished_at(self) -> str | None:
         return self.data.get("finished_at")
 
@@ -93,10 +89,6 @@ class IterationRecord:
     @adapter.setter
     def adapter(self, rel: str | None) -> None:
         self.data["adapter"] = rel
-
-    @property
-    def phases(self) -> dict[str, PhaseRecord]:
-        return {name: PhaseRecord(entry or {}) for name, entry in (self.data.get("phases") or {}).items()}
 
     def phase(self, name: str) -> PhaseRecord:
         """The phase's record (an empty one, not stored, when it never started)."""

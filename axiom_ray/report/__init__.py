@@ -15,7 +15,7 @@ are written atomically through storage.Storage. No torch, vLLM or Ray.
 from __future__ import annotations
 
 from axiom_ray.report.blocks import bar
-from axiom_ray.report.collect import ReportError, collect, open_run
+from axiom_ray.report.collect import ReportError, open_run, read_run
 from axiom_ray.report.content import build_blocks
 from axiom_ray.report.plots import make_plots
 from axiom_ray.report.render import render_html, render_markdown
@@ -31,7 +31,7 @@ def write_report(run_dir: str) -> dict[str, str]:
     Raises ReportError (one line) when run_dir has no readable manifest.json.
     """
     run = open_run(run_dir)
-    data = collect(run)
+    data = read_run(run)
     plots = make_plots(data)
     blocks = build_blocks(data, plots)
     files = {

@@ -160,7 +160,7 @@ def _note_missing(it: IterationData, with_eval: bool) -> None:
         it.notes.append(f"train: skipped ({skipped}), so model {it.k} is model {it.k - 1}")
 
 
-def collect(run: RunDir) -> RunData:
+def read_run(run: RunDir) -> RunData:
     """Everything the report shows, read from the run directory."""
     data = RunData(run.storage.root, run.manifest, [])
     for record in run.manifest.iterations():
