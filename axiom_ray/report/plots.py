@@ -131,8 +131,6 @@ def _annotate(ax: Any, scored: list[Scored], ids: list[str]) -> None:
 
 def plot_phase_times(run: RunData) -> bytes | None:
     """Stacked bars of the done phases' wall times, one bar per iteration."""
-    from matplotlib.figure import Figure
-
     secs = {
         p: [
             float(it.phase(p).seconds or 0) if it.phase(p).is_done else 0.0
@@ -142,26 +140,17 @@ def plot_phase_times(run: RunData) -> bytes | None:
     }
     if not any(v for vals in secs.values() for v in vals):
         return None
-    fig = Figure(figsize=(max(5, 1.2 * len(run.iterations) + 3), 4))
-    ax = fig.subplots()
-    xs = [it.k for it in run.iterations]
+    fig, ax, xs = _iteration_bars(run)
     bottom = [0.0] * len(xs)
     for p in PHASES:
         if any(secs[p]):
             ax.bar(xs, secs[p], bottom=bottom, label=p)
             bottom = [b + v for b, v in zip(bottom, secs[p], strict=True)]
-    ax.set_xticks(xs, [it.short for it in run.iterations])
-    ax.set_ylabel("seconds")
-    ax.set_title("Phase wall time per iteration (done phases)")
-    ax.legend()
-    ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
+    return _finish_bars(fig, ax, run, "seconds", "Phase wall time per iteration (done phases)")
 
 
 def plot_tokens_per_s(run: RunData) -> bytes | None:
     """Generation throughput per iteration: the training-pool sampling, and evaluation if timed."""
-    from matplotlib.figure import Figure
-
     series = {
         "samples": [it.metric("samples", "tokens_per_s") for it in run.iterations],
         "eval": [it.metric("eval", "tokens_per_s") for it in run.iterations],
@@ -173,15 +162,25 @@ def plot_tokens_per_s(run: RunData) -> bytes | None:
     }
     if not series:
         return None
-    fig = Figure(figsize=(max(5, 1.2 * len(run.iterations) + 3), 4))
-    ax = fig.subplots()
+    fig, ax, xs = _iteration_bars(run)
     width = 0.8 / len(series)
-    xs = [it.k for it in run.iterations]
     for i, (name, vals) in enumerate(series.items()):
         ax.bar([x + (i - (len(series) - 1) / 2) * width for x in xs], vals, width=width, label=name)
-    ax.set_xticks(xs, [it.short for it in run.iterations])
-    ax.set_ylabel("generated tokens / s")
-    ax.set_title("Generation throughput per iteration")
+    return _finish_bars(fig, ax, run, "generated tokens / s", "Generation throughput per iteration")
+
+
+def _iteration_bars(run: RunData) -> tuple[Any, Any, list[int]]:
+    """A figure for bars per iteration: (figure, axes, the iterations' x positions)."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(max(5, 1.2 * len(run.iterations) + 3), 4))
+    return fig, fig.subplots(), [it.k for it in run.iterations]
+
+
+def _finish_bars(fig: Any, ax: Any, run: RunData, ylabel: str, title: str) -> bytes:
+    ax.set_xticks([it.k for it in run.iterations], [it.short for it in run.iterations])
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
     ax.legend()
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
