@@ -1,29 +1,40 @@
-"""Scoring sample rows: pass@k, axiom-rl's figures, bootstrap intervals, comparison tables.
+"""Scoring sample rows: the summary of a pass (PassSummary), pass@k, bootstrap intervals and
+paired differences between models.
 
-Pure: pyarrow and numpy only (imported where used), no torch, vLLM or Ray, so reports and tests
-import this in milliseconds. Rows follow DESIGN.md contract 4 plus `attempt` (0 for the first
-Best-of-N round, >0 for `--max-attempts` resamples of unsolved problems).
+PassSummary is the one summary of a pass: the loop's resampling and log line, the manifest's
+phase metrics, the dashboard's metrics and the report all read their figures from it. Rows are
+sample rows (samples.SampleRow); `attempt` is 0 for the first Best-of-N round, >0 for
+`--max-attempts` resamples of unsolved problems.
 
-Conventions, chosen to match axiom-rl's published table:
+What each figure counts, chosen to match axiom-rl's published table:
 - a problem is *solved* when any sample of any attempt passed;
-- the *per-sample pass rate* and pass@k use attempt-0 samples only, so resampling unsolved
-  problems never inflates them (axiom-rl's 50/80 is 10 problems x 8 first-round samples);
-- samples, passed, failed, unique solutions and duplicates count every attempt.
+- the *pass rate* (per-sample) and pass@k use attempt-0 samples only, so resampling unsolved
+  problems never changes them (axiom-rl's 50/80 is 10 problems x 8 first-round samples);
+- samples (the manifest's `candidates`), passed, failed, statuses, tokens, unique solutions and
+  duplicates count every attempt.
+
+numpy and pyarrow are imported at the top: no torch, vLLM or Ray here, so reports and tests
+import this in well under a second.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    import pyarrow as pa
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pyarrow import fs as pafs
 
-# The columns summarize() reads; read_rows() can load just these to skip the large text columns.
-SUMMARY_COLUMNS = ("problem_id", "passed", "status", "attempt", "code_hash", "code", "sample_id")
+# The columns summarize() reads; read_rows() can load just these to skip the prompt and reply.
+SUMMARY_COLUMNS = ("problem_id", "passed", "status", "attempt", "code_hash", "code", "sample_id", "num_tokens",
+                   "code_tokens")
 
 
 def pass_at_k(n: int, c: int, k: int) -> float:
@@ -54,8 +65,6 @@ def bootstrap_ci(
     Problems are the unit because samples of one problem are correlated; returns (nan, nan)
     when there are no problems.
     """
-    import numpy as np
-
     values = np.asarray(per_problem_values, dtype=float)
     if values.size == 0:
         return (math.nan, math.nan)
@@ -67,23 +76,25 @@ def bootstrap_ci(
 
 
 @dataclass(frozen=True)
-class Summary:
-    """axiom-rl's figures for one model on one problem set."""
+class PassSummary:
+    """The figures of one model on one problem set (a pass and its resampling attempts); see the
+    module docstring for which attempts each counts."""
 
     problems: int = 0
-    solved: int = 0
-    samples: int = 0  # every attempt
-    passed: int = 0
+    solved: int = 0  # any attempt
+    samples: int = 0  # every attempt (the manifest's `candidates`)
+    passed: int = 0  # every attempt
     failed: int = 0
-    first_samples: int = 0  # attempt 0 only: the per-sample pass rate's denominator
+    first_samples: int = 0  # attempt 0 only: the pass rate's denominator
     first_passed: int = 0
     unique_solutions: int = 0  # distinct (problem, code_hash) among passed samples
     duplicates: int = 0  # passed - unique_solutions: what dedupe filters out
+    tokens: int = 0  # generated tokens, every attempt
+    tokens_kept: int = 0  # tokens of the extracted code the verifier ran; the rest was prose
+    seconds: float = 0.0  # wall time of the pass, when it was timed
     status: dict[str, int] = field(default_factory=dict)
     pass_at_k: dict[int, float] = field(default_factory=dict)
-    per_problem: dict[str, tuple[int, int]] = field(
-        default_factory=dict
-    )  # id -> (passed, n), attempt 0
+    per_problem: dict[str, tuple[int, int]] = field(default_factory=dict)  # id -> (passed, n), attempt 0
     solved_ids: frozenset[str] = frozenset()
 
     @property
@@ -91,8 +102,14 @@ class Summary:
         return self.solved / self.problems if self.problems else 0.0
 
     @property
-    def sample_pass_rate(self) -> float:
+    def pass_rate(self) -> float:
+        """Per-sample pass rate of the first-round (attempt-0) samples."""
         return self.first_passed / self.first_samples if self.first_samples else 0.0
+
+    @property
+    def tokens_per_s(self) -> float:
+        """Generated tokens per second of the pass (0 when it was not timed)."""
+        return round(self.tokens / self.seconds, 1) if self.seconds > 0 else 0.0
 
     def per_problem_pass_at(self, k: int) -> list[float]:
         """pass@k of each problem with at least k attempt-0 samples (the CI's input)."""
@@ -102,6 +119,16 @@ class Summary:
         self, k: int = 1, n_boot: int = 1000, seed: int = 0, alpha: float = 0.05
     ) -> tuple[float, float]:
         return bootstrap_ci(self.per_problem_pass_at(k), n_boot=n_boot, seed=seed, alpha=alpha)
+
+    def timed(self, seconds: float) -> PassSummary:
+        return dataclasses.replace(self, seconds=seconds)
+
+    def phase_metrics(self, problems: int) -> dict[str, Any]:
+        """The pass's figures as the manifest's phase metrics (keys of existing runs; the loop
+        adds `paired`, and `curriculum` or `greedy`). `problems`: how many were asked."""
+        return {"candidates": self.samples, "passed": self.passed, "solved": self.solved,
+                "tokens": self.tokens, "tokens_kept": self.tokens_kept, "seconds": round(self.seconds, 2),
+                "tokens_per_s": self.tokens_per_s, "problems": problems, "pass_rate": round(self.pass_rate, 4)}
 
 
 @dataclass(frozen=True)
@@ -136,6 +163,14 @@ class PairedDifference:
         return (f"{self.diff * 100:+.1f} pp [{self.lo * 100:+.1f}, {self.hi * 100:+.1f}] "
                 f"({self.verdict}, {self.problems} problems)")
 
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> PairedDifference:
+        """Back from to_dict(), e.g. a phase's `paired` entries in the manifest."""
+        if not d.get("problems"):
+            return cls(0, math.nan, math.nan, math.nan, math.nan, math.nan)
+        lo, hi = d["ci"]
+        return cls(d["problems"], d["a"], d["b"], d["diff"], lo, hi, round(1 - d["confidence"], 6))
+
     def to_dict(self) -> dict[str, Any]:
         if self.problems == 0:  # no NaN in the manifest: JSON has none
             return {"problems": 0, "verdict": self.verdict}
@@ -144,12 +179,10 @@ class PairedDifference:
                 "confidence": 1 - self.alpha, "verdict": self.verdict}
 
 
-def paired_difference(a: Summary, b: Summary, k: int = 1, n_boot: int = 2000, seed: int = 0,
+def paired_difference(a: PassSummary, b: PassSummary, k: int = 1, n_boot: int = 2000, seed: int = 0,
                       alpha: float = 0.05) -> PairedDifference:
     """`b` - `a`, paired by problem (see PairedDifference); problems with fewer than k samples
     in either model are left out."""
-    import numpy as np
-
     shared = sorted(pid for pid in set(a.per_problem) & set(b.per_problem)
                     if a.per_problem[pid][1] >= k and b.per_problem[pid][1] >= k)
     if not shared:
@@ -183,7 +216,7 @@ def _solution_key(problem_id: str, code_hash: Any, code: Any, sample_id: Any, i:
     return (problem_id, "row", sample_id if sample_id is not None else i)
 
 
-def summarize(rows: pa.Table | Iterable[Mapping[str, Any]], ks: Sequence[int] = (1,)) -> Summary:
+def summarize(rows: pa.Table | Iterable[Mapping[str, Any]], ks: Sequence[int] = (1,)) -> PassSummary:
     """axiom-rl's figures plus pass@k for a table of sample rows (one model, one problem set).
 
     pass@k for a k is left out when some problem has fewer than k attempt-0 samples: the
@@ -211,7 +244,7 @@ def summarize(rows: pa.Table | Iterable[Mapping[str, Any]], ks: Sequence[int] = 
             )
     samples = len(cols["problem_id"])
     pp = {pid: (c, n) for pid, (c, n) in per_problem.items()}
-    return Summary(
+    return PassSummary(
         problems=len(pp),
         solved=len(solved),
         samples=samples,
@@ -221,6 +254,8 @@ def summarize(rows: pa.Table | Iterable[Mapping[str, Any]], ks: Sequence[int] = 
         first_passed=sum(c for c, _ in pp.values()),
         unique_solutions=len(unique),
         duplicates=passed - len(unique),
+        tokens=sum(v or 0 for v in cols["num_tokens"]),
+        tokens_kept=sum(v or 0 for v in cols["code_tokens"]),
         status=dict(sorted(status.items())),
         pass_at_k=_mean_pass_at_k(pp, ks),
         per_problem=pp,
@@ -246,13 +281,9 @@ def _mean_pass_at_k(
 
 def resolve_filesystem(path_or_uri: str) -> tuple[Any, str]:
     """(pyarrow filesystem, path inside it) for a local path or any pyarrow URI."""
-    import os
-
-    from pyarrow import fs
-
     if "://" in path_or_uri:
-        return fs.FileSystem.from_uri(path_or_uri)
-    return fs.LocalFileSystem(), os.path.abspath(path_or_uri)
+        return pafs.FileSystem.from_uri(path_or_uri)
+    return pafs.LocalFileSystem(), os.path.abspath(path_or_uri)
 
 
 def read_rows(path_or_uri: str, columns: Sequence[str] | None = None) -> pa.Table:
@@ -261,10 +292,6 @@ def read_rows(path_or_uri: str, columns: Sequence[str] | None = None) -> pa.Tabl
     Hidden and underscore-prefixed files are skipped (temporary writes). With `columns`, only
     those present in each file are read, so large text columns stay on disk.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-    from pyarrow import fs as pafs
-
     filesystem, base = resolve_filesystem(path_or_uri)
     info = filesystem.get_file_info(base)
     if info.type != pafs.FileType.Directory:
@@ -276,100 +303,16 @@ def read_rows(path_or_uri: str, columns: Sequence[str] | None = None) -> pa.Tabl
         and f.base_name.endswith(".parquet")
         and not f.base_name.startswith((".", "_"))
     )
-    tables = [_read_one(pq, filesystem, f, columns) for f in files]
+    tables = [_read_one(filesystem, f, columns) for f in files]
     tables = [t for t in tables if t.num_columns]
     if not tables:
         return pa.table({})
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def _read_one(pq: Any, filesystem: Any, path: str, columns: Sequence[str] | None) -> pa.Table:
+def _read_one(filesystem: Any, path: str, columns: Sequence[str] | None) -> pa.Table:
     if columns is None:
         return pq.read_table(path, filesystem=filesystem)
     with filesystem.open_input_file(path) as f:
         names = set(pq.ParquetFile(f).schema_arrow.names)
     return pq.read_table(path, filesystem=filesystem, columns=[c for c in columns if c in names])
-
-
-# --- tables ----------------------------------------------------------------------------------
-
-
-def fmt_pct(x: float) -> str:
-    """62.5% / 100% / 96.3%: one decimal, no trailing .0 (axiom-rl's style)."""
-    if math.isnan(x):
-        return "n/a"
-    s = f"{x * 100:.1f}"
-    return f"{s[:-2] if s.endswith('.0') else s}%"
-
-
-def _rel(new: float, old: float) -> str:
-    return f"{(new - old) / old * 100:+.0f}%" if old else ""
-
-
-def _change_rate(new: float, old: float) -> str:
-    if abs(new - old) < 1e-12:
-        return "—"
-    pp = f"{(new - old) * 100:+.1f} pp"
-    rel = _rel(new, old)
-    return f"**{pp} ({rel})**" if rel else f"**{pp}**"
-
-
-def _change_count(new: int, old: int) -> str:
-    if new == old:
-        return "—"
-    rel = _rel(new, old)
-    return f"**{new - old:+d} ({rel})**" if rel else f"**{new - old:+d}**"
-
-
-def comparison_rows(base: Summary, other: Summary) -> list[tuple[str, str, str, str]]:
-    """(metric, base, other, change) rows of axiom-rl's "Detailed Comparison"."""
-    return [
-        (
-            "Solve rate",
-            f"{fmt_pct(base.solve_rate)} ({base.solved}/{base.problems})",
-            f"{fmt_pct(other.solve_rate)} ({other.solved}/{other.problems})",
-            _change_rate(other.solve_rate, base.solve_rate),
-        ),
-        (
-            "Per-sample pass rate",
-            f"{fmt_pct(base.sample_pass_rate)} ({base.first_passed}/{base.first_samples})",
-            f"{fmt_pct(other.sample_pass_rate)} ({other.first_passed}/{other.first_samples})",
-            _change_rate(other.sample_pass_rate, base.sample_pass_rate),
-        ),
-        (
-            "Failed samples",
-            str(base.failed),
-            str(other.failed),
-            _change_count(other.failed, base.failed),
-        ),
-        (
-            "Unique solutions",
-            str(base.unique_solutions),
-            str(other.unique_solutions),
-            _change_count(other.unique_solutions, base.unique_solutions),
-        ),
-        (
-            "Duplicates filtered",
-            str(base.duplicates),
-            str(other.duplicates),
-            _change_count(other.duplicates, base.duplicates),
-        ),
-    ]
-
-
-def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
-    lines += ["| " + " | ".join(str(c).replace("|", "\\|") for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def compare_table(
-    base: Summary,
-    other: Summary,
-    base_label: str = "Base (Model 0)",
-    other_label: str = "Model 1",
-) -> str:
-    """axiom-rl's "Detailed Comparison" as a markdown table; rates change in points and %."""
-    return markdown_table(
-        ["Metric", base_label, other_label, "Change"], comparison_rows(base, other)
-    )

@@ -27,9 +27,16 @@ from typing import Any
 
 from axiom_ray import metrics
 from axiom_ray.config import RunConfig
+from axiom_ray.evaluation import (
+    SUMMARY_COLUMNS,
+    PassSummary,
+    paired_difference,
+    read_rows,
+    summarize,
+)
 from axiom_ray.placement import Plan, make_plan
 from axiom_ray.problems import Problem, resolve_problems
-from axiom_ray.rundir import DONE, FAILED, RUNNING, RunDir, RunDirError, iter_dir, now
+from axiom_ray.rundir import DONE, FAILED, RUNNING, RunDir, RunDirError, iter_dir, now, phases_of
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +95,8 @@ class Loop:
             if self.problems.eval:
                 self.phase(k, "eval", lambda k=k: self.sample(k, "eval"))
 
-    def phase_names(self, k: int) -> list[str]:
-        names = ["train", "redeploy"] if k > 0 else []
-        return [*names, "samples", *(["eval"] if self.problems.eval else [])]
+    def phase_names(self, k: int) -> tuple[str, ...]:
+        return phases_of(k, with_eval=bool(self.problems.eval))
 
     def phase(self, k: int, name: str, fn: Callable[[], dict[str, Any]], always: bool = False) -> None:
         """Run one named phase unless the manifest says it is done; time it and log one line.
@@ -131,8 +137,9 @@ class Loop:
 
     def run_kind(self, k: int, kind: str, problems: list[Problem], n: int, temperature: float,
                  attempts: int) -> dict[str, Any]:
-        """One pass (and its resampling attempts) into `iter_k/<kind>`, published whole; its stats."""
-        from axiom_ray.pipeline import PassSpec, pass_stats, run_pass
+        """One pass (and its resampling attempts) into `iter_k/<kind>`, published whole; its
+        figures (evaluation.PassSummary) as the phase's manifest metrics."""
+        from axiom_ray.pipeline import PassSpec, run_pass
 
         cfg, run = self.cfg, self.run
         prompts = self.prompts_for(kind, problems)
@@ -153,45 +160,31 @@ class Loop:
                      verifier_limits=limits, verifier_workers=self.plan.verifier_workers,
                      verifier_batch_size=cfg.verifier.batch_size,
                      generate_batch_size=cfg.generation.batch_size, out_uri=run.uri(tmp))
-            stats = pass_stats(run.uri(tmp), time.perf_counter() - t0)
-            todo = {pid: p for pid, p in todo.items() if pid not in set(stats["solved"])}
+            summary = summarize(read_rows(run.uri(tmp), SUMMARY_COLUMNS)).timed(time.perf_counter() - t0)
+            todo = {pid: p for pid, p in todo.items() if pid not in summary.solved_ids}
             if not todo:
                 break
         run.storage.publish(tmp, final)
-        stats["problems"] = len(problems)
-        stats["paired"] = self.paired_stats(k, kind)
-        if kind == "samples" and "curriculum" in run.iteration(k):
-            stats["curriculum"] = {key: v for key, v in run.iteration(k)["curriculum"].items() if key != "ids"}
-        stats["solved"] = len(stats["solved"])
-        stats["pass_rate"] = round(stats["passed"] / max(1, stats["candidates"]), 4)
-        tags = {"run": run.run_id, "kind": kind}
-        metrics.inc("samples_generated", stats["candidates"], **tags)
-        for status, count in stats.pop("status_counts").items():
-            metrics.inc("samples_verified", count, status=status, **tags)
-        metrics.inc("tokens_generated", stats["tokens"], **tags)
-        metrics.gauge("pass_rate", stats["pass_rate"], **tags)
-        metrics.gauge("problems_solved", stats["solved"], **tags)
-        metrics.gauge("tokens_per_second", stats["tokens_per_s"], **tags)
+        stats = summary.phase_metrics(len(problems))
+        stats["paired"] = self.paired_stats(k, kind, summary)
+        curriculum = run.iteration(k).curriculum
+        if kind == "samples" and curriculum is not None:
+            stats["curriculum"] = {key: v for key, v in curriculum.items() if key != "ids"}
+        metrics.record_pass(summary, run=run.run_id, kind=kind)
         return stats
 
-    def paired_stats(self, k: int, kind: str) -> dict[str, Any]:
+    def paired_stats(self, k: int, kind: str, current: PassSummary) -> dict[str, Any]:
         """Model k against the base and against model k-1 on this pass's problems: the paired
         bootstrap difference of pass@1 (evaluation.PairedDifference), for the manifest."""
-        from axiom_ray.evaluation import SUMMARY_COLUMNS, paired_difference, read_rows, summarize
-
-        def scored(j: int) -> Any:
-            return summarize(read_rows(self.run.uri(iter_dir(j), kind), SUMMARY_COLUMNS))
-
         if k == 0:
             return {}
-        current = scored(k)
         out = {}
         for label, j in (("vs_base", 0), ("vs_previous", k - 1)):
             if self.run.is_done(j, "eval" if kind == GREEDY_KIND else kind):
-                out[label] = paired_difference(scored(j), current).to_dict()
-        for label, d in out.items():
-            log.info("[iter %d] %s pass@1 %s: %+.1f pp [%+.1f, %+.1f] (%s)", k, kind, label, d["diff"] * 100,
-                     d["ci"][0] * 100, d["ci"][1] * 100, d["verdict"])
+                earlier = summarize(read_rows(self.run.uri(iter_dir(j), kind), SUMMARY_COLUMNS))
+                diff = paired_difference(earlier, current)
+                log.info("[iter %d] %s pass@1 %s: %s", k, kind, label, diff.describe())
+                out[label] = diff.to_dict()
         return out
 
     def training_problems(self, k: int) -> list[Problem]:
@@ -209,14 +202,14 @@ class Loop:
         selection = select_problems(
             pool, load_records(done), iteration=k, seed=self.cfg.seed, size=data.curriculum_size,
             explore=data.curriculum_explore, step_up=data.curriculum_step_up).to_dict()
-        recorded = self.run.iteration(k).get("curriculum")
+        recorded = self.run.iteration(k).curriculum
         if recorded and recorded.get("ids") != selection["ids"]:
             # Same seed and Parquet give the same choice; a difference means the rules changed
             # since (another version of this code): keep the recorded one, the manifest's word.
             log.warning("[iter %d] curriculum: recomputed choice differs from the manifest's; using the "
                         "manifest's", k)
             selection = recorded
-        self.run.iteration(k)["curriculum"] = selection
+        self.run.iteration(k).curriculum = selection
         self.run.save()
         by_id = {p.id: p for p in pool}
         log.info("[iter %d] curriculum: %d of %d problems, frontier %s, %s", k, len(selection["ids"]), len(pool),
@@ -392,7 +385,7 @@ def prepare(cfg: RunConfig, fork: bool = False, with_generators: bool = True) ->
     plan = make_plan(cfg, ray.cluster_resources())
     log.info("plan: %s", plan.describe())
     run = RunDir.open_or_create(uri, cfg, fork=fork)
-    run.manifest["problems"] = {"train": [p.id for p in problems.train], "eval": [p.id for p in problems.eval]}
+    run.manifest.set_problems([p.id for p in problems.train], [p.id for p in problems.eval])
     run.save()
     log.info("run %s in %s", run.run_id, run.storage.root)
     generators: list[Any] = []

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from axiom_ray.evaluation import PassSummary
 
 log = logging.getLogger(__name__)
 
@@ -19,7 +22,7 @@ _COUNTERS = {
     "tokens_generated": "Tokens generated",
 }
 _GAUGES = {
-    "pass_rate": "Per-sample pass rate of the last pass",
+    "pass_rate": "Per-sample pass rate of the last pass (first-round samples, attempt 0)",
     "problems_solved": "Problems solved in the last pass",
     "tokens_per_second": "Generated tokens per second of the last pass",
     "train_loss": "Last training loss",
@@ -28,12 +31,11 @@ _GAUGES = {
     "phase_seconds": "Wall time of the last phase, by phase",
     "adapter_swap_seconds": "Time to load a new adapter into the generators",
 }
-PHASES = ("samples", "eval", "train", "redeploy")
 
 
 @functools.cache
 def _metric(name: str) -> Any:
-    from ray.util import metrics
+    from ray.util import metrics  # lazy: only called once Ray is up (see _ray_ready)
 
     if name in _COUNTERS:
         return metrics.Counter(PREFIX + name, description=_COUNTERS[name], tag_keys=("run", "kind", "status"))
@@ -42,7 +44,7 @@ def _metric(name: str) -> Any:
 
 def _ray_ready() -> bool:
     try:
-        import ray
+        import ray  # lazy: pure code and unit tests report without Ray installed or started
 
         return ray.is_initialized()
     except ImportError:
@@ -61,3 +63,15 @@ def gauge(name: str, value: float, **tags: str) -> None:
 
 def _tags(given: dict[str, str], keys: tuple[str, ...]) -> dict[str, str]:
     return {k: str(given.get(k, "")) for k in keys}
+
+
+def record_pass(summary: PassSummary, run: str, kind: str) -> None:
+    """A finished pass's figures (the same PassSummary the manifest records)."""
+    tags = {"run": run, "kind": kind}
+    inc("samples_generated", summary.samples, **tags)
+    for status, count in summary.status.items():
+        inc("samples_verified", count, status=status, **tags)
+    inc("tokens_generated", summary.tokens, **tags)
+    gauge("pass_rate", summary.pass_rate, **tags)
+    gauge("problems_solved", summary.solved, **tags)
+    gauge("tokens_per_second", summary.tokens_per_s, **tags)

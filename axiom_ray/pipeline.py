@@ -29,8 +29,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
-from axiom_ray.samples import code_hash, sample_id, sample_schema, select_training_rows
+from axiom_ray.samples import (
+    Candidate,
+    code_hash,
+    generation_row,
+    sample_id,
+    sample_schema,
+    select_training_rows,
+)
+from axiom_ray.verifier import VerifyBatch
 
 log = logging.getLogger(__name__)
 
@@ -119,29 +128,29 @@ class GenerateBatch:
             ref = None
         raise GeneratorLost(f"generator {replica} failed {GENERATOR_CALL_ATTEMPTS} times: {why}")
 
-    def _row(self, cand: dict[str, Any], prompts: dict[str, str], created: str) -> dict[str, Any]:
+    def _row(self, cand: Candidate, prompts: dict[str, str], created: str) -> dict[str, Any]:
         spec = self.spec
         pid = cand["problem_id"]
-        return {
-            "run_id": spec.run_id,
-            "iteration": spec.iteration,
-            "problem_id": pid,
-            "sample_id": sample_id(spec.run_id, spec.iteration, pid, spec.kind, spec.attempt, cand["index"]),
-            "prompt": prompts[pid],
-            "completion": cand["completion"],
-            "code": cand["code"],
-            "model": cand["model"],
-            "adapter": spec.adapter,
-            "temperature": spec.temperature,
-            "seed": spec.seed,
-            "num_tokens": int(cand["num_tokens"]),
-            "code_tokens": int(cand.get("code_tokens", 0)),
-            "code_hash": code_hash(cand["code"]),
-            "created_at": created,
-            "attempt": spec.attempt,
-            "index": int(cand["index"]),
-            "finish_reason": str(cand.get("finish_reason") or ""),
-        }
+        return generation_row(
+            run_id=spec.run_id,
+            iteration=spec.iteration,
+            problem_id=pid,
+            sample_id=sample_id(spec.run_id, spec.iteration, pid, spec.kind, spec.attempt, cand["index"]),
+            prompt=prompts[pid],
+            completion=cand["completion"],
+            code=cand["code"],
+            model=cand["model"],
+            adapter=spec.adapter,
+            temperature=spec.temperature,
+            seed=spec.seed,
+            num_tokens=int(cand["num_tokens"]),
+            code_tokens=int(cand.get("code_tokens", 0)),
+            code_hash=code_hash(cand["code"]),
+            created_at=created,
+            attempt=spec.attempt,
+            index=int(cand["index"]),
+            finish_reason=str(cand.get("finish_reason") or ""),
+        )
 
 
 def actor_errors() -> tuple[type[BaseException], ...]:
@@ -216,20 +225,15 @@ def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     return {key: [r[key] for r in rows] for key in rows[0]}
 
 
-def verify_stage_class() -> type:
-    """The verifier pool's Ray Data stage: VerifyBatch on plain columns, typed Arrow out."""
-    import pyarrow as pa
+class VerifyStage(VerifyBatch):
+    """The verifier pool's Ray Data stage: VerifyBatch on plain columns, the sample row's Arrow
+    schema out (samples.sample_schema: same columns, types and order in every file). Its name
+    is the actor name the dashboard and the fault tests look for."""
 
-    from axiom_ray.verifier import VerifyBatch
-
-    class VerifyStage(VerifyBatch):
-        def __call__(self, batch: pa.Table) -> pa.Table:  # type: ignore[override]
-            out = super().__call__(batch.to_pydict())
-            schema = sample_schema()
-            return pa.table({name: pa.array(list(out[name]), type=schema.field(name).type) for name in schema.names},
-                            schema=schema)
-
-    return VerifyStage
+    def __call__(self, batch: pa.Table) -> pa.Table:  # type: ignore[override]
+        out = super().__call__(batch.to_pydict())
+        schema = sample_schema()
+        return pa.table({f.name: pa.array(list(out[f.name]), type=f.type) for f in schema}, schema=schema)
 
 
 def run_pass(
@@ -262,7 +266,7 @@ def run_pass(
         num_cpus=0,  # it only routes; the generator actors hold the resources
     )
     ds = ds.map_batches(
-        verify_stage_class(),
+        VerifyStage,
         fn_constructor_kwargs={"problems": verify_problems, "limits": verifier_limits},
         batch_size=verifier_batch_size,
         batch_format="pyarrow",
@@ -270,29 +274,6 @@ def run_pass(
         num_cpus=1,
     )
     ds.write_parquet(out_uri)
-
-
-def pass_stats(uri: str, seconds: float) -> dict[str, Any]:
-    """Counts of a written pass (only the small columns are read)."""
-    import pyarrow.dataset as pads
-
-    table = pads.dataset(uri, format="parquet").to_table(
-        columns=["problem_id", "passed", "num_tokens", "code_tokens", "status"])
-    passed = table.column("passed").to_pylist()
-    statuses = table.column("status").to_pylist()
-    tokens = int(sum(table.column("num_tokens").to_pylist()))
-    kept = int(sum(v or 0 for v in table.column("code_tokens").to_pylist()))
-    solved = {p for p, ok in zip(table.column("problem_id").to_pylist(), passed, strict=True) if ok}
-    return {
-        "candidates": len(passed),
-        "passed": int(sum(passed)),
-        "solved": sorted(solved),
-        "tokens": tokens,
-        "tokens_kept": kept,  # tokens of the code the verifier ran; the rest was prose
-        "status_counts": {s: statuses.count(s) for s in sorted(set(statuses))},
-        "seconds": round(seconds, 2),
-        "tokens_per_s": round(tokens / seconds, 1) if seconds > 0 else 0.0,
-    }
 
 
 def build_training_set(sample_uris: list[str], out_uri: str, max_per_problem: int, dedupe: bool) -> int:

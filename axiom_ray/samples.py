@@ -1,40 +1,106 @@
-"""Sample rows (DESIGN.md contract 4): ids, AST hashes and the training-set selection.
+"""Sample rows (docs/design.md, "Sample row"): their one typed definition and Arrow schema, ids,
+AST hashes and the training-set selection.
 
-Pure: pyarrow is imported lazily; no torch, vLLM or Ray.
+`SampleRow` is the only place the columns are spelled: the generator's candidates, the
+generation stage's rows, the verifier's verdict columns and the Parquet schema all derive from
+it. Pure: pyarrow is imported lazily (only `sample_schema` needs it); no torch, vLLM or Ray.
 """
 
 from __future__ import annotations
 
 import ast
 import hashlib
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import Any, TypedDict
 
-# Contract 4 columns, in order, then the extras this project adds.
-SAMPLE_COLUMNS = (
-    "run_id", "iteration", "problem_id", "sample_id", "prompt", "completion", "code", "passed",
-    "passed_tests", "total_tests", "status", "reward", "duration_ms", "model", "adapter",
-    "temperature", "seed", "num_tokens", "code_hash", "created_at",
-)
-# code_tokens: tokens of the extracted code, the part of the reply the verifier runs (num_tokens
-# counts every generated token).
-EXTRA_COLUMNS = ("attempt", "index", "finish_reason", "isolation", "verdict_detail", "code_tokens")
-_TYPES = {
-    "run_id": "string", "iteration": "int64", "problem_id": "string", "sample_id": "string",
-    "prompt": "string", "completion": "string", "code": "string", "passed": "bool_",
-    "passed_tests": "int64", "total_tests": "int64", "status": "string", "reward": "float64",
-    "duration_ms": "float64", "model": "string", "adapter": "string", "temperature": "float64",
-    "seed": "int64", "num_tokens": "int64", "code_hash": "string", "created_at": "string",
-    "attempt": "int64", "index": "int64", "finish_reason": "string", "isolation": "string",
-    "verdict_detail": "string", "code_tokens": "int64",
-}
+# Marks the columns the verifier fills, naming the sandbox Verdict attribute each comes from
+# ("reward" is a Verdict property).
+_VERDICT = "verdict"
+
+
+def _verdict(attr: str) -> Any:
+    return field(metadata={_VERDICT: attr})
+
+
+@dataclass(frozen=True, kw_only=True)
+class SampleRow:
+    """One judged candidate, one Parquet row; the fields are the columns in file order."""
+
+    run_id: str
+    iteration: int
+    problem_id: str
+    sample_id: str  # samples.sample_id(): deterministic, the same on a resumed run
+    prompt: str
+    completion: str  # the whole generated reply
+    code: str  # the code extracted from it, what the verifier runs
+    passed: bool = _verdict("passed")
+    passed_tests: int = _verdict("passed_tests")
+    total_tests: int = _verdict("total_tests")
+    status: str = _verdict("status")
+    reward: float = _verdict("reward")
+    duration_ms: float = _verdict("duration_ms")
+    model: str
+    adapter: str | None  # run-relative path of the adapter that served it; None for the base
+    temperature: float
+    seed: int
+    num_tokens: int  # every generated token
+    code_hash: str  # samples.code_hash() of `code`
+    created_at: str
+    attempt: int  # 0 for the first Best-of-N round, >0 for resamples of unsolved problems
+    index: int  # the candidate's index among the n of its problem in its attempt
+    finish_reason: str
+    isolation: str = _verdict("isolation")
+    verdict_detail: str = _verdict("detail")
+    code_tokens: int  # tokens of `code` (num_tokens counts the prose around it too)
+
+
+SAMPLE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(SampleRow))
+# Column -> the Verdict attribute it is read from.
+VERDICT_COLUMNS: dict[str, str] = {f.name: f.metadata[_VERDICT] for f in fields(SampleRow) if _VERDICT in f.metadata}
+# What the generation stage writes; the verifier adds VERDICT_COLUMNS.
+GENERATION_COLUMNS: tuple[str, ...] = tuple(c for c in SAMPLE_COLUMNS if c not in VERDICT_COLUMNS)
+# Python type of each column (annotations are strings here: `from __future__ import annotations`).
+_PY_TYPES = {"str": str, "str | None": str, "int": int, "float": float, "bool": bool}
+COLUMN_TYPES: dict[str, type] = {f.name: _PY_TYPES[str(f.type)] for f in fields(SampleRow)}
+_ARROW_TYPES = {str: "string", int: "int64", float: "float64", bool: "bool_"}
+
+
+class Candidate(TypedDict):
+    """What a generator answers for one request: the row's generation columns it knows (the
+    generation stage adds the pass's identity and the prompt)."""
+
+    problem_id: str
+    index: int
+    completion: str
+    code: str
+    code_tokens: int
+    num_tokens: int
+    finish_reason: str
+    model: str
+    adapter: str | None
 
 
 def sample_schema() -> Any:
     """The Parquet schema of sample rows (explicit, so an all-null column such as `adapter` of
     the base model stays a nullable string instead of becoming NaN or a null type)."""
-    import pyarrow as pa
+    import pyarrow as pa  # lazy: this module stays importable without pyarrow
 
-    return pa.schema([(name, getattr(pa, _TYPES[name])()) for name in SAMPLE_COLUMNS + EXTRA_COLUMNS])
+    return pa.schema([(name, getattr(pa, _ARROW_TYPES[COLUMN_TYPES[name]])()) for name in SAMPLE_COLUMNS])
+
+
+def generation_row(**columns: Any) -> dict[str, Any]:
+    """The generation stage's row (every column but the verdict's), in file order; a missing or
+    unknown column fails here rather than as a schema error at the Parquet write."""
+    if columns.keys() != set(GENERATION_COLUMNS):
+        raise ValueError(f"generation row: missing {sorted(set(GENERATION_COLUMNS) - columns.keys())}, "
+                         f"unknown {sorted(columns.keys() - set(GENERATION_COLUMNS))}")
+    return {name: columns[name] for name in GENERATION_COLUMNS}
+
+
+def verdict_columns(verdict: Any) -> dict[str, Any]:
+    """A sandbox Verdict as the row's verdict columns."""
+    return {column: getattr(verdict, attr) for column, attr in VERDICT_COLUMNS.items()}
+
 
 
 def sample_id(run_id: str, iteration: int, problem_id: str, kind: str, attempt: int, index: int) -> str:

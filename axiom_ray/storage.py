@@ -58,15 +58,18 @@ class Storage:
         with self.fs.open_input_stream(self._p(rel)) as f:
             return json.loads(f.read().decode())
 
-    def write_text_atomic(self, rel: str, text: str) -> None:
-        """Write to a sibling temp file, then rename over the target."""
+    def write_bytes_atomic(self, rel: str, data: bytes) -> None:
+        """Write to a sibling temp file, then rename over the target: a reader never sees half."""
         tmp = f"{rel}.tmp-{uuid.uuid4().hex[:8]}"
         parent = rel.rsplit("/", 1)[0] if "/" in rel else ""
         if parent:
             self.makedirs(parent)
         with self.fs.open_output_stream(self._p(tmp)) as f:
-            f.write(text.encode())
+            f.write(data)
         self.fs.move(self._p(tmp), self._p(rel))
+
+    def write_text_atomic(self, rel: str, text: str) -> None:
+        self.write_bytes_atomic(rel, text.encode())
 
     def write_json_atomic(self, rel: str, obj: Any) -> None:
         self.write_text_atomic(rel, json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")

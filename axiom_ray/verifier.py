@@ -3,8 +3,7 @@
 - `VerifyBatch(problems, limits)`: the callable class for Ray Data
   `map_batches(VerifyBatch, fn_constructor_kwargs=..., compute=ActorPoolStrategy(...))`. Each
   actor holds one Judge (one warm fork server); batches take columns `problem_id`, `code` and get
-  `passed`, `status`, `passed_tests`, `total_tests`, `reward`, `duration_ms`, `isolation`,
-  `verdict_detail`.
+  the verdict columns of the sample row (samples.VERDICT_COLUMNS).
 - `VerifierActor`: a plain class with `judge(problem, code) -> dict`, for direct use; make it an
   actor with `ray.remote(VerifierActor)` or `verifier_actor_class()`.
 
@@ -18,10 +17,15 @@ import functools
 from collections.abc import Mapping
 from typing import Any
 
+import numpy as np
+
 from axiom_ray.problems import Problem
+from axiom_ray.samples import COLUMN_TYPES, VERDICT_COLUMNS, verdict_columns
 from axiom_ray.sandbox import DEFAULT_MIN_ISOLATION, Judge, Limits, Verdict
 
 _JUDGE_OPTIONS = ("min_isolation", "isolation", "allow_packages")
+# numpy dtype of each kind of column, so Ray Data's numpy batches carry the schema's types
+_NUMPY_TYPES = {bool: np.bool_, int: np.int64, float: np.float64, str: np.object_}
 
 
 def as_problem(p: Problem | Mapping[str, Any]) -> Problem:
@@ -39,20 +43,6 @@ def make_judge(limits: Mapping[str, Any] | Limits | None = None) -> Judge:
     if "allow_packages" in judge_kwargs:
         judge_kwargs["allow_packages"] = tuple(judge_kwargs["allow_packages"])
     return Judge(Limits.from_dict(opts), **judge_kwargs)
-
-
-def verdict_row(verdict: Verdict) -> dict[str, Any]:
-    """The verdict's Parquet columns (DESIGN.md contract 4)."""
-    return {
-        "passed": verdict.passed,
-        "status": verdict.status,
-        "passed_tests": verdict.passed_tests,
-        "total_tests": verdict.total_tests,
-        "reward": verdict.reward,
-        "duration_ms": verdict.duration_ms,
-        "isolation": verdict.isolation,
-        "verdict_detail": verdict.detail,
-    }
 
 
 class VerifierActor:
@@ -81,26 +71,18 @@ class VerifyBatch:
         self._judge = make_judge(limits)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        import numpy as np
-
         rows = [self._one(str(pid), code) for pid, code in zip(batch["problem_id"], batch["code"], strict=True)]
         out = dict(batch)
-        columns: dict[str, tuple[str, Any]] = {
-            "passed": ("passed", bool), "status": ("status", object), "passed_tests": ("passed_tests", np.int64),
-            "total_tests": ("total_tests", np.int64), "reward": ("reward", np.float64),
-            "duration_ms": ("duration_ms", np.float64), "isolation": ("isolation", object),
-            "verdict_detail": ("verdict_detail", object),
-        }
-        for name, (key, dtype) in columns.items():
-            out[name] = np.array([r[key] for r in rows], dtype=dtype)
+        for name in VERDICT_COLUMNS:
+            out[name] = np.array([r[name] for r in rows], dtype=_NUMPY_TYPES[COLUMN_TYPES[name]])
         return out
 
     def _one(self, problem_id: str, code: Any) -> dict[str, Any]:
         problem = self._problems.get(problem_id)
         if problem is None:
-            return {**verdict_row(Verdict(False, "error", 0, 0, 0.0, self._judge.level,
-                                          f"unknown problem id {problem_id!r}")), "reward": 0.0}
-        return verdict_row(self._judge.judge(problem, str(code) if isinstance(code, str) else code))
+            return verdict_columns(Verdict(False, "error", 0, 0, 0.0, self._judge.level,
+                                       f"unknown problem id {problem_id!r}"))
+        return verdict_columns(self._judge.judge(problem, str(code) if isinstance(code, str) else code))
 
     def __del__(self) -> None:
         judge = getattr(self, "_judge", None)
@@ -110,7 +92,7 @@ class VerifyBatch:
 
 @functools.lru_cache(maxsize=1)
 def verifier_actor_class() -> Any:
-    """`ray.remote(VerifierActor)` with one CPU (Ray imported only when asked for)."""
-    import ray
+    """`ray.remote(VerifierActor)` with one CPU."""
+    import ray  # lazy: the Ray Data path (VerifyBatch) and the unit tests never need it
 
     return ray.remote(num_cpus=1)(VerifierActor)

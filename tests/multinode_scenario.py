@@ -228,9 +228,9 @@ def main() -> int:
             sorted(p.name for p in adapter_dir.iterdir()) if adapter_dir.is_dir() else []
         )
         result["phases"] = {
-            name: run.phase(1, name).get("status") for name in ("train", "redeploy", "samples")
+            name: run.phase(1, name).status for name in ("train", "redeploy", "samples")
         }
-        result["train_metrics"] = run.phase(1, "train").get("metrics", {})
+        result["train_metrics"] = run.phase(1, "train").metrics
         result["ok"] = True
     except BaseException as e:  # report it in the JSON: the test prints it with the logs
         result["error"] = f"{type(e).__name__}: {e}"

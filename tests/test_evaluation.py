@@ -1,4 +1,5 @@
-"""pass@k, axiom-rl's figures, bootstrap intervals and Parquet reading (pure: no Ray)."""
+"""pass@k, the summary of a pass (PassSummary), bootstrap intervals, paired differences and
+Parquet reading (pure: no Ray)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from axiom_ray.evaluation import (
-    Summary,
+    PairedDifference,
+    PassSummary,
     bootstrap_ci,
-    compare_table,
     paired_difference,
     pass_at_k,
     read_rows,
@@ -91,7 +92,7 @@ def test_summarize_hand_built_table() -> None:
     assert (s.problems, s.solved) == (3, 3)
     assert s.solve_rate == 1.0
     assert (s.first_passed, s.first_samples) == (4, 12)
-    assert s.sample_pass_rate == pytest.approx(4 / 12)
+    assert s.pass_rate == pytest.approx(4 / 12)
     assert (s.samples, s.passed, s.failed) == (15, 6, 9)
     assert (s.unique_solutions, s.duplicates) == (5, 1)
     assert s.status == {
@@ -118,8 +119,8 @@ def test_summarize_accepts_a_pyarrow_table_and_skips_undefined_pass_at_k() -> No
 
 def test_summarize_empty_and_minimal_columns() -> None:
     empty = summarize(pa.table({}))
-    assert empty == Summary()
-    assert (empty.solve_rate, empty.sample_pass_rate, empty.pass_at_k) == (0.0, 0.0, {})
+    assert empty == PassSummary()
+    assert (empty.solve_rate, empty.pass_rate, empty.pass_at_k) == (0.0, 0.0, {})
     # rows without attempt, status or code_hash (older files): attempt 0, status from passed
     s = summarize([{"problem_id": "a", "passed": True}, {"problem_id": "a", "passed": False}])
     assert (s.first_passed, s.first_samples, s.status) == (1, 2, {"failed": 1, "passed": 1})
@@ -161,23 +162,8 @@ def test_read_rows_missing_empty_and_partial_files(tmp_path) -> None:
     assert narrow.column_names == ["problem_id", "passed"]
 
 
-def test_compare_table_reads_like_axiom_rl() -> None:
-    base = summarize([row("a", i < 5, f"h{i}") for i in range(8)] + [row("b", False)] * 8)
-    tuned = summarize([row("a", True, "same")] * 8 + [row("b", i < 6, f"g{i}") for i in range(8)])
-    table = compare_table(base, tuned, "Baseline", "Fine-tuned")
-    lines = table.splitlines()
-    assert lines[0] == "| Metric | Baseline | Fine-tuned | Change |"
-    assert "| Solve rate | 50% (1/2) | 100% (2/2) | **+50.0 pp (+100%)** |" in lines
-    # 31.25% and 56.25 pp round half to even
-    assert "| Per-sample pass rate | 31.2% (5/16) | 87.5% (14/16) | **+56.2 pp (+180%)** |" in lines
-    assert "| Failed samples | 11 | 2 | **-9 (-82%)** |" in lines
-    assert "| Unique solutions | 5 | 7 | **+2 (+40%)** |" in lines
-    assert "| Duplicates filtered | 0 | 7 | **+7** |" in lines
-    assert "| Solve rate | 100% (2/2) | 100% (2/2) | — |" in compare_table(tuned, tuned)
-
-
-def _summary(per_problem: dict[str, tuple[int, int]]) -> Summary:
-    return Summary(problems=len(per_problem), per_problem=per_problem)
+def _summary(per_problem: dict[str, tuple[int, int]]) -> PassSummary:
+    return PassSummary(problems=len(per_problem), per_problem=per_problem)
 
 
 def test_paired_difference_sees_a_gain_spread_over_problems() -> None:
@@ -197,3 +183,27 @@ def test_paired_difference_says_no_detectable_change_when_the_interval_covers_ze
     assert d.lo < 0 < d.hi and d.verdict == "no detectable change"
     assert "no detectable change, 3 problems" in d.describe()
     assert paired_difference(base, _summary({"z": (1, 1)})).verdict == "not measured"
+
+
+def test_pass_summary_is_the_manifest_figures_with_one_meaning_each() -> None:
+    rows = [dict(r, num_tokens=10, code_tokens=4) for r in hand_built_rows()]
+    s = summarize(rows).timed(3.0)
+    assert (s.tokens, s.tokens_kept, s.tokens_per_s) == (150, 60, 50.0)
+    metrics = s.phase_metrics(problems=3)
+    assert metrics == {"candidates": 15, "passed": 6, "solved": 3, "tokens": 150, "tokens_kept": 60,
+                       "seconds": 3.0, "tokens_per_s": 50.0, "problems": 3, "pass_rate": round(4 / 12, 4)}
+    # the pass rate counts first-round samples only: the resample that solved p3 does not move it
+    assert metrics["pass_rate"] == round(s.pass_rate, 4) != round(s.passed / s.samples, 4)
+    assert summarize(rows).tokens_per_s == 0.0  # not timed
+
+
+def test_paired_difference_round_trips_through_the_manifest() -> None:
+    base = _summary({f"p{i}": (1, 4) for i in range(20)})
+    better = _summary({f"p{i}": (3 if i < 12 else 1, 4) for i in range(20)})
+    d = paired_difference(base, better)
+    back = PairedDifference.from_dict(d.to_dict())
+    assert back.describe() == d.describe() and back.verdict == d.verdict == "gain"
+    assert back.alpha == pytest.approx(d.alpha)
+    empty = PairedDifference.from_dict(paired_difference(base, _summary({"z": (1, 1)})).to_dict())
+    assert (empty.problems, empty.verdict) == (0, "not measured")
+

@@ -147,7 +147,7 @@ def test_a_verifier_killed_mid_pass_loses_and_doubles_nothing(ray_cluster, tiny,
         wait_for("a verify batch in flight", lambda: running_on(address, verifier.actor_id), thread)
         before = temp_rows(storage, 0, "samples")
         sigkill(verifier.pid, f"verifier actor {verifier.actor_id[:8]}")
-        metrics = thread.finish()["metrics"]
+        metrics = thread.finish().metrics
     finally:
         loop.close()
 
@@ -235,7 +235,7 @@ def test_a_train_worker_killed_resumes_from_its_checkpoint(ray_cluster, tiny, tm
         time.sleep(jitter)
         [worker] = wait_for("the train worker", lambda: alive_actors(address, "RayTrainWorker"), thread)
         sigkill(worker.pid, "Ray Train worker")
-        metrics = thread.finish()["metrics"]
+        metrics = thread.finish().metrics
         loop.phase(1, "redeploy", lambda: loop.redeploy(1))
         served = ray.get(loop.generators[0].generate.remote(
             [{"problem_id": "two_sum", "prompt": "def two_sum", "entry_point": "two_sum"}], n=1,

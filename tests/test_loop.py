@@ -17,7 +17,7 @@ from tiny_model import tiny_assets
 from axiom_ray.config import build_config
 from axiom_ray.loop import run_iterations, run_single_phase
 from axiom_ray.rundir import RunDir, RunDirError
-from axiom_ray.samples import EXTRA_COLUMNS, SAMPLE_COLUMNS, code_hash, sample_id
+from axiom_ray.samples import SAMPLE_COLUMNS, code_hash, sample_id
 
 
 @pytest.fixture(scope="module")
@@ -41,16 +41,16 @@ def test_iteration_writes_run_directory_and_resumes(ray_cluster, tiny, tmp_path)
     cfg = tiny_config(tiny["model"], storage)
     run = run_iterations(cfg)
     m = RunDir.open(storage).manifest
-    assert m["problems"] == {"train": ["two_sum", "fizzbuzz"], "eval": ["is_palindrome"]}
+    assert (m.problems("train"), m.problems("eval")) == (["two_sum", "fizzbuzz"], ["is_palindrome"])
     for k, phases in ((0, ("samples", "eval")), (1, ("train", "redeploy", "samples", "eval"))):
         for name in phases:
-            assert m["iterations"][str(k)]["phases"][name]["status"] == "done", (k, name)
+            assert m.iteration(k).phase(name).is_done, (k, name)
     # a random model passes nothing: training is skipped and model 1 is the base
-    assert m["iterations"]["1"]["phases"]["train"]["metrics"]["examples"] == 0
-    assert m["iterations"]["1"]["adapter"] is None
+    assert m.iteration(1).phase("train").metrics["examples"] == 0
+    assert m.iteration(1).adapter is None
 
     samples = read(storage, "iter_0/samples")
-    assert set(SAMPLE_COLUMNS) | set(EXTRA_COLUMNS) <= set(samples.column_names)
+    assert set(SAMPLE_COLUMNS) <= set(samples.column_names)
     assert samples.num_rows == 4
     rows = samples.to_pylist()
     assert {r["problem_id"] for r in rows} == {"two_sum", "fizzbuzz"}
@@ -67,13 +67,13 @@ def test_iteration_writes_run_directory_and_resumes(ray_cluster, tiny, tmp_path)
     ids_before = sorted(read(storage, "iter_1/samples").column("sample_id").to_pylist())
     run_iterations(cfg)
     again = RunDir.open(storage).manifest
-    assert again["iterations"]["0"]["phases"]["samples"]["finished_at"] == m["iterations"]["0"]["phases"]["samples"]["finished_at"]
+    assert again.iteration(0).phase("samples").finished_at == m.iteration(0).phase("samples").finished_at
     assert sorted(read(storage, "iter_1/samples").column("sample_id").to_pylist()) == ids_before
 
     # Another configuration is refused, naming the key, and nothing is damaged.
     with pytest.raises(RunDirError, match="generation.samples"):
         run_iterations(tiny_config(tiny["model"], storage, "generation.samples=3"))
-    assert RunDir.open(storage).manifest["config"]["generation"]["samples"] == 2
+    assert RunDir.open(storage).config.generation.samples == 2
 
 
 def _fake_verified_samples(run: RunDir, rows: int) -> None:
@@ -108,7 +108,7 @@ def test_single_phases_train_then_generate_with_the_adapter(ray_cluster, tiny, t
     train = read(storage, "iter_1/train")
     assert train.num_rows == 1  # three passing samples, one AST: deduplicated
     assert (tmp_path / "run/iter_1/adapter/adapter_config.json").is_file()
-    assert run.phase(1, "train")["metrics"]["examples"] == 1
+    assert run.phase(1, "train").metrics["examples"] == 1
 
     run_single_phase(cfg, "generate", iteration=1)
     rows = read(storage, "iter_1/samples").to_pylist()
@@ -153,8 +153,8 @@ def test_curriculum_chooses_and_records_the_training_problems(tmp_path):
     pool = {p.id: p for p in loop.problems.train}
     first = [p.id for p in loop.training_problems(0)]
     assert len(first) == 6 and all(pool[pid].difficulty == "easy" for pid in first)
-    assert loop.run.iteration(0)["curriculum"]["ids"] == first
-    assert RunDir.open(storage).manifest["iterations"]["0"]["curriculum"]["frontier"] == "easy"
+    assert loop.run.iteration(0).curriculum["ids"] == first
+    assert RunDir.open(storage).iteration(0).curriculum["frontier"] == "easy"
     assert len(loop.problems.eval) == 28  # evaluation is never narrowed
 
     mastered, learning = first[:2], first[2:4]
@@ -169,7 +169,7 @@ def test_curriculum_chooses_and_records_the_training_problems(tmp_path):
 def test_curriculum_auto_is_off_for_a_small_pool(tmp_path):
     loop = _curriculum_loop(str(tmp_path / "run"))  # auto; `train` has 39 problems
     assert loop.training_problems(0) == loop.problems.train
-    assert "curriculum" not in loop.run.iteration(0)
+    assert loop.run.iteration(0).curriculum is None
 
 
 @pytest.mark.slow
@@ -193,7 +193,7 @@ def test_full_iteration_on_the_embedded_model(ray_cluster, tmp_path):
     assert len({(r["problem_id"], r["code_hash"]) for r in train}) == len(train)
     model1 = read(storage, "iter_1/samples").to_pylist()
     assert len(model1) == 12 and {r["adapter"] for r in model1} == {"iter_1/adapter"}
-    assert run.phase(1, "redeploy")["metrics"]["seconds"] < 30
+    assert run.phase(1, "redeploy").metrics["seconds"] < 30
     from axiom_ray.report import write_report
 
     paths = write_report(storage)

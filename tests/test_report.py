@@ -12,7 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from axiom_ray.evaluation import paired_difference, summarize
 from axiom_ray.report import ReportError, bar, write_report
+from axiom_ray.report.blocks import markdown_table
+from axiom_ray.report.content import comparison_rows
+from axiom_ray.rundir import RunDir
 
 TRAIN = ["two_sum", "fizzbuzz", "reverse_string", "is_palindrome"]
 HELD_OUT = ["add", "max_of_three", "count_vowels"]
@@ -176,8 +180,20 @@ def make_run(root: Path) -> Path:
             },
         },
     }
+    phases = manifest["iterations"]["1"]["phases"]
+    phases["samples"]["metrics"]["paired"] = loop_paired(run, "samples")
+    phases["eval"]["metrics"]["paired"] = loop_paired(run, "eval")
+    phases["eval"]["metrics"]["greedy"] = {"paired": loop_paired(run, "eval_greedy")}
     (run / "manifest.json").write_text(json.dumps(manifest))
     return run
+
+
+def loop_paired(run: Path, folder: str) -> dict:
+    """What the loop records for model 1 (Loop.paired_stats): its paired difference against the
+    base, which is also model 0, the previous one."""
+    scored = [summarize(pq.read_table(run / f"iter_{k}" / folder)) for k in (0, 1)]
+    d = paired_difference(scored[0], scored[1]).to_dict()
+    return {"vs_base": d, "vs_previous": d}
 
 
 @pytest.fixture(scope="module")
@@ -425,3 +441,45 @@ def test_report_on_a_curriculum_run(tmp_path) -> None:
     assert re.search(
         r"TOTAL +10/16 \(62%\) +7/16 \(44%\)$", total
     )  # no relative change across sets
+
+
+def test_report_reads_the_paired_differences_the_loop_recorded(tmp_path) -> None:
+    """The report shows the manifest's figures; it does not recompute them from the rows."""
+    run = make_run(tmp_path)
+    manifest = json.loads((run / "manifest.json").read_text())
+    recorded = manifest["iterations"]["1"]["phases"]["samples"]["metrics"]["paired"]["vs_base"]
+    recorded |= {"diff": 0.5, "ci": [0.25, 0.75], "a": 0.1, "b": 0.6}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    write_report(str(run))
+    train = (run / "report.md").read_text().split("## Paired differences")[1].split("### Held-out")[0]
+    assert "| Model 1 | 10% -> 60% | +50.0 pp [+25.0, +75.0] (gain, 4 problems) |" in train
+
+
+def test_report_says_which_attempts_each_figure_counts(report) -> None:
+    _, _, md = report
+    assert "Per-sample pass rate and pass@k: first-round (attempt 0) samples only" in md
+    assert "Solve rate: problems any sample of any attempt solved" in md
+
+
+def test_report_opens_runs_through_the_run_directory(report) -> None:
+    run, _, md = report
+    manifest = RunDir.open(str(run)).manifest
+    assert f"run `{manifest.run_id}`" in md and manifest.iteration(1).phase("train").is_done
+
+
+def test_comparison_rows_read_like_axiom_rl() -> None:
+    def row(pid: str, passed: bool, code_hash: str | None = None) -> dict:
+        return {"problem_id": pid, "passed": passed, "attempt": 0, "code_hash": code_hash}
+
+    base = summarize([row("a", i < 5, f"h{i}") for i in range(8)] + [row("b", False)] * 8)
+    tuned = summarize([row("a", True, "same")] * 8 + [row("b", i < 6, f"g{i}") for i in range(8)])
+    lines = markdown_table(["Metric", "Baseline", "Fine-tuned", "Change"], comparison_rows(base, tuned)).splitlines()
+    assert lines[0] == "| Metric | Baseline | Fine-tuned | Change |"
+    assert "| Solve rate | 50% (1/2) | 100% (2/2) | **+50.0 pp (+100%)** |" in lines
+    # 31.25% and 56.25 pp round half to even
+    assert "| Per-sample pass rate | 31.2% (5/16) | 87.5% (14/16) | **+56.2 pp (+180%)** |" in lines
+    assert "| Failed samples | 11 | 2 | **-9 (-82%)** |" in lines
+    assert "| Unique solutions | 5 | 7 | **+2 (+40%)** |" in lines
+    assert "| Duplicates filtered | 0 | 7 | **+7** |" in lines
+    assert ("Solve rate", "100% (2/2)", "100% (2/2)", "—") in comparison_rows(tuned, tuned)
+

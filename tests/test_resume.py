@@ -188,7 +188,7 @@ def test_killed_at_every_phase_and_resumed_equals_an_uninterrupted_run(
                 time.perf_counter() - t0 - killed_seconds)
 
     final = RunDir.open(str(storage))
-    m = final.manifest
+    m = final.manifest.to_dict()
     # Every phase done; none done twice (redeploy acts on live actors, so it reruns by design).
     for k, name in [(0, "samples"), (0, "eval"), (1, "train"), (1, "redeploy"), (1, "samples"), (1, "eval")]:
         assert phase_status(m, k, name) == "done", (k, name)

@@ -1,7 +1,9 @@
+import json
+
 import pytest
 
 from axiom_ray.config import RunConfig, build_config
-from axiom_ray.rundir import RunDir, RunDirError
+from axiom_ray.rundir import MANIFEST, PHASES, RunDir, RunDirError, phases_of
 from axiom_ray.storage import Storage
 
 
@@ -36,4 +38,41 @@ def test_run_dir_resume_and_refusal(tmp_path):
         RunDir.open_or_create(uri, other)
     forked = RunDir.open_or_create(uri, other, fork=True)
     assert forked.storage.root != run.storage.root and forked.run_id != run.run_id
-    assert RunDir.open(uri).manifest["config"]["generation"]["samples"] == RunConfig().generation.samples  # untouched
+    assert RunDir.open(uri).config.generation.samples == RunConfig().generation.samples  # untouched
+
+
+def test_manifest_views_write_the_same_json_as_before(tmp_path):
+    """The typed views read and write the manifest's JSON; its content keeps its keys."""
+    uri = str(tmp_path / "run")
+    run = RunDir.open_or_create(uri, build_config())
+    run.manifest.set_problems(["a", "b"], ["c"])
+    run.mark(1, "train", "done", seconds=2.0, metrics={"examples": 3})
+    run.set_adapter(1, "iter_1/adapter")
+    run.iteration(1).curriculum = {"ids": ["a"]}
+    run.save()
+    raw = json.loads((tmp_path / "run" / MANIFEST).read_text())
+    assert list(raw) == ["run_id", "experiment", "created_at", "argv", "model", "config", "problems", "iterations"]
+    assert raw["problems"] == {"train": ["a", "b"], "eval": ["c"]}
+    assert raw["iterations"] == {"1": {"adapter": "iter_1/adapter", "phases": {
+        "train": {"status": "done", "seconds": 2.0, "metrics": {"examples": 3}}}, "curriculum": {"ids": ["a"]}}}
+    again = RunDir.open(uri)
+    [it] = again.manifest.iterations()
+    assert (it.k, it.adapter, it.curriculum, again.manifest.problems("eval")) == (1, "iter_1/adapter", {"ids": ["a"]}, ["c"])
+    train = it.phase("train")
+    assert (train.is_done, train.seconds, train.metrics, train.paired()) == (True, 2.0, {"examples": 3}, {})
+    assert it.phase("eval").status is None and "eval" not in raw["iterations"]["1"]["phases"]
+    assert again.manifest.setting("generation.samples") == RunConfig().generation.samples
+    assert again.manifest.setting("no.such.key") is None
+
+
+def test_phases_are_listed_once_in_run_order():
+    assert PHASES == ("train", "redeploy", "samples", "eval")
+    assert phases_of(0) == ("samples", "eval") and phases_of(2, with_eval=False) == ("train", "redeploy", "samples")
+
+
+def test_open_refuses_a_missing_or_unreadable_manifest(tmp_path):
+    with pytest.raises(RunDirError, match="no manifest.json"):
+        RunDir.open(str(tmp_path))
+    (tmp_path / MANIFEST).write_text("[1, 2]")
+    with pytest.raises(RunDirError, match="expected a JSON object"):
+        RunDir.open(str(tmp_path))

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from axiom_ray.problems import Problem, TestCase
+from axiom_ray.samples import VERDICT_COLUMNS
 from axiom_ray.verifier import VerifierActor, VerifyBatch, verifier_actor_class
 
 ADD = Problem(id="add", title="add", difficulty="easy", prompt="def add(a, b):", entry_point="add",
@@ -31,6 +32,7 @@ def _batch() -> dict[str, np.ndarray]:
 
 
 def _check_columns(out: dict) -> None:
+    assert set(COLUMNS) == set(VERDICT_COLUMNS)  # the sample row's verdict columns, every one
     for name, dtype in COLUMNS.items():
         assert out[name].dtype == dtype, name
     assert list(out["sample_id"]) == [f"s{i}" for i in range(5)]  # input columns are kept

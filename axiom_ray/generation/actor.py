@@ -20,6 +20,7 @@ from axiom_ray.generation.engines import Engine, derive_seed, make_engine, norma
 from axiom_ray.generation.extract import extract_code
 from axiom_ray.generation.prompts import render_prompt
 from axiom_ray.models import model_display_name, resolve_model
+from axiom_ray.samples import Candidate
 
 log = logging.getLogger(__name__)
 
@@ -127,7 +128,7 @@ class GeneratorActor:
         top_p: float,
         max_tokens: int,
         seed: int,
-    ) -> list[dict[str, Any]]:
+    ) -> list[Candidate]:
         """`n` candidates for each request ({"problem_id", "prompt", optional "entry_point"}).
 
         Each prompt's sampling seed comes from (this replica's seed, `seed`, problem_id), so a
@@ -160,19 +161,19 @@ class GeneratorActor:
         self.candidates_generated += len(rows)
         return rows
 
-    def _row(self, request: dict[str, Any], index: int, completion: Any) -> dict[str, Any]:
+    def _row(self, request: dict[str, Any], index: int, completion: Any) -> Candidate:
         code = extract_code(completion.text, request.get("entry_point"))
-        return {
-            "problem_id": request["problem_id"],
-            "index": index,
-            "completion": completion.text,
-            "code": code,
-            "code_tokens": len(self.engine.tokenizer.encode(code, add_special_tokens=False)),
-            "num_tokens": completion.num_tokens,
-            "finish_reason": completion.finish_reason,
-            "model": self.model_name,
-            "adapter": self.engine.adapter_name,
-        }
+        return Candidate(
+            problem_id=request["problem_id"],
+            index=index,
+            completion=completion.text,
+            code=code,
+            code_tokens=len(self.engine.tokenizer.encode(code, add_special_tokens=False)),
+            num_tokens=completion.num_tokens,
+            finish_reason=completion.finish_reason,
+            model=self.model_name,
+            adapter=self.engine.adapter_name,
+        )
 
     # --- adapters and memory ------------------------------------------------------------------
 
