@@ -1,4 +1,4 @@
-"""`axiom verify`: judge one candidate, or a batch, in the sandbox (DESIGN.md contract 1).
+"""`axiom verify`: judge one candidate, or a batch, in the sandbox (docs/design.md, "Command line").
 
 Single:  axiom verify --problem FILE_OR_ID --solution FILE [--problem-id ID] [--timeout S]
          prints one JSON verdict; exit 0 passed, 1 not passed, 2 bad input.

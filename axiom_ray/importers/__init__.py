@@ -1,4 +1,4 @@
-"""Importers: turn public problem collections into axiom-ray problem files (DESIGN.md contract 2).
+"""Importers: turn public problem collections into axiom-ray problem files (docs/design.md, "Problem file").
 
 Run by ``scripts/import_problems.py``; the results are vendored in ``problems/`` so that nothing
 here runs when problems are loaded. Pure standard library plus the sandbox (no Ray, no torch).
