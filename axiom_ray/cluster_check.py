@@ -19,12 +19,9 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from axiom_ray.config import ConfigError
-
-if TYPE_CHECKING:
-    from axiom_ray.placement import Plan
 
 SHARED_PATHS_ENV = "AXIOM_SHARED_PATHS"
 CONFIG_FLAG = "shared_storage"  # the proposed RunConfig key: --set shared_storage=true
@@ -143,25 +140,3 @@ def alive_node_count(nodes: Iterable[Mapping[str, Any]]) -> int:
     """Alive nodes in `ray.nodes()` output (dead nodes stay listed there for a while)."""
     return sum(1 for n in nodes if n.get("Alive", n.get("alive", False)))
 
-
-def plan_bundles(plan: Plan) -> list[dict[str, float]]:
-    """Resource bundles a run needs at its peak, for `ray.autoscaler.sdk.request_resources`:
-    on an autoscaling cluster `make_plan` sees only the nodes already up, so the driver asks the
-    autoscaler for these first (one bundle per actor, so each lands on a node that fits it).
-    Generators stay alive while the trainer runs, and a GPU trainer needs its own bundles;
-    CPU-only training and the verifiers take turns on the same CPUs, so only the larger of the
-    two is asked for."""
-
-    def bundle(gpus: float, cpus: float) -> dict[str, float]:
-        return {k: float(v) for k, v in (("GPU", gpus), ("CPU", cpus)) if v > 0}
-
-    gens = [bundle(plan.gen_num_gpus, plan.gen_num_cpus) for _ in range(plan.replicas)]
-    train = [
-        bundle(plan.train_gpus_per_worker, plan.train_cpus_per_worker)
-        for _ in range(plan.train_workers)
-    ]
-    verify = [{"CPU": 1.0} for _ in range(plan.verifier_workers)]
-    if plan.train_use_gpu:
-        return [b for b in gens + train + verify if b]
-    cpu_phase = train if sum(b.get("CPU", 0.0) for b in train) > len(verify) else verify
-    return [b for b in gens + cpu_phase if b]

@@ -183,15 +183,6 @@ def _pair(
     return Pair(train.id, train.set, held.id, held.set, shared, round(score, 4), sample)
 
 
-def decontaminate(
-    train: Sequence[Problem], heldout: Sequence[Problem], **params: Any
-) -> tuple[list[Problem], Report]:
-    """The training problems that overlap no held-out problem, and the report that says why."""
-    report = contamination_report(train, heldout, **params)
-    flagged = set(report.flagged_train_ids())
-    return [p for p in train if p.id not in flagged], report
-
-
 # ---------------------------------------------------------------------------------------------
 # train-large's exclusion list
 # ---------------------------------------------------------------------------------------------

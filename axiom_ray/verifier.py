@@ -4,8 +4,6 @@
   `map_batches(VerifyBatch, fn_constructor_kwargs=..., compute=ActorPoolStrategy(...))`. Each
   actor holds one Judge (one warm fork server); batches take columns `problem_id`, `code` and get
   the verdict columns of the sample row (samples.VERDICT_COLUMNS).
-- `VerifierActor`: a plain class with `judge(problem, code) -> dict`, for direct use; make it an
-  actor with `ray.remote(VerifierActor)` or `verifier_actor_class()`.
 
 `limits` is a dict of `Limits` fields plus, optionally, `min_isolation`, `isolation` and
 `allow_packages` (the Judge's own options).
@@ -13,7 +11,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,24 +42,6 @@ def make_judge(limits: Mapping[str, Any] | Limits | None = None) -> Judge:
     return Judge(Limits.from_dict(opts), **judge_kwargs)
 
 
-class VerifierActor:
-    """One Judge behind a Ray actor: `judge(problem, code) -> dict` (the verdict's fields and
-    `reward`). Single-threaded: keep the actor's max_concurrency at 1 (the default)."""
-
-    def __init__(self, limits: Mapping[str, Any] | None = None) -> None:
-        self._judge = make_judge(limits)
-
-    def judge(self, problem: Problem | Mapping[str, Any], code: str) -> dict[str, Any]:
-        verdict = self._judge.judge(as_problem(problem), code)
-        return {**verdict.to_dict(), "reward": verdict.reward}
-
-    def isolation(self) -> dict[str, Any]:
-        return self._judge.report.to_dict()
-
-    def close(self) -> None:
-        self._judge.close()
-
-
 class VerifyBatch:
     """Ray Data callable class: verdict columns for a batch of (problem_id, code)."""
 
@@ -89,10 +68,3 @@ class VerifyBatch:
         if judge is not None:
             judge.close()
 
-
-@functools.lru_cache(maxsize=1)
-def verifier_actor_class() -> Any:
-    """`ray.remote(VerifierActor)` with one CPU."""
-    import ray  # lazy: the Ray Data path (VerifyBatch) and the unit tests never need it
-
-    return ray.remote(num_cpus=1)(VerifierActor)

@@ -27,7 +27,6 @@ from axiom_ray.cluster_check import (
     check_storage_for_cluster,
     is_shared_storage,
     mount_fs_type,
-    plan_bundles,
 )
 from axiom_ray.config import ConfigError, RunConfig, build_config
 from axiom_ray.placement import make_plan
@@ -463,20 +462,6 @@ def test_a_network_mount_counts_as_shared():
 
 def test_alive_node_count():
     assert alive_node_count([{"Alive": True}, {"Alive": False}, {"Alive": True}]) == 2
-
-
-def test_plan_bundles_for_the_autoscaler():
-    res = {"CPU": 20.0, "GPU": 2.0}
-    plan = make_plan(build_config(overrides=["generation.replicas=2", "verifier.workers=4"]), res)
-    bundles = plan_bundles(plan)
-    assert sum(b.get("GPU", 0) for b in bundles) == pytest.approx(
-        2 * plan.gen_num_gpus + plan.train_gpus_per_worker
-    )
-    assert sum(1 for b in bundles if b == {"CPU": 1.0}) == 4  # the verifiers
-    cpu_plan = make_plan(
-        build_config(overrides=["training.use_gpu=false", "generation.num_gpus=0"]), {"CPU": 8.0}
-    )
-    assert all("GPU" not in b for b in plan_bundles(cpu_plan))
 
 
 # --- scripts/local_cluster.sh (no cluster started) -------------------------------------------------

@@ -48,8 +48,6 @@ def test_near_duplicate_is_flagged_and_unrelated_is_not() -> None:
     assert pair.score > 0.8 and pair.shared > 10 and pair.train_set == "train"
     assert len(pair.sample.split()) == 8 and pair.sample in " ".join(C.words(BASE))
     assert report.flagged_train_ids() == ["copy"]
-    kept, again = C.decontaminate(train, held, n=8, threshold=0.5)
-    assert [p.id for p in kept] == ["other"] and again == report
 
 
 def test_containment_of_a_short_heldout_inside_a_long_training_prompt() -> None:

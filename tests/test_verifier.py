@@ -1,4 +1,4 @@
-"""The verifier on Ray: VerifyBatch's columns, VerifierActor, and both on a real local cluster."""
+"""The verifier on Ray: VerifyBatch's columns, directly and on a real local cluster."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 from axiom_ray.problems import Problem, TestCase
 from axiom_ray.samples import VERDICT_COLUMNS
-from axiom_ray.verifier import VerifierActor, VerifyBatch, verifier_actor_class
+from axiom_ray.verifier import VerifyBatch
 
 ADD = Problem(id="add", title="add", difficulty="easy", prompt="def add(a, b):", entry_point="add",
               tests=(TestCase((1, 2), {}, 3), TestCase((2, 2), {}, 4)))
@@ -48,22 +48,12 @@ def test_verify_batch_adds_verdict_columns_from_problem_dicts_or_objects():
     _check_columns(vb(_batch()))
 
 
-def test_verifier_actor_judges_directly():
-    actor = VerifierActor(LIMITS)
-    try:
-        out = actor.judge(ADD.to_dict(), CODES[("add", "half")])
-        assert out["status"] == "failed" and out["reward"] == 0.5 and out["isolation"]
-        assert actor.isolation()["level"] == out["isolation"]
-    finally:
-        actor.close()
-
-
 def test_bad_limits_fail_loudly():
     with pytest.raises(ValueError, match="unknown sandbox limits"):
         VerifyBatch({"add": ADD}, {"timeout": 5})
 
 
-def test_verify_batch_on_ray_data_and_the_actor(ray_cluster):
+def test_verify_batch_on_ray_data(ray_cluster):
     ray = ray_cluster
     items = [{"problem_id": k[0], "code": CODES[k], "sample_id": f"s{i}"} for i, k in enumerate(CODES)]
     ds = ray.data.from_items(items + [{"problem_id": "nope", "code": "x = 1", "sample_id": "s4"}])
@@ -74,7 +64,3 @@ def test_verify_batch_on_ray_data_and_the_actor(ray_cluster):
     assert [r["status"] for r in rows] == ["passed", "failed", "passed", "timeout", "error"]
     assert [r["reward"] for r in rows] == [1.0, 0.5, 1.0, 0.0, 0.0]
 
-    actor = verifier_actor_class().remote(LIMITS)
-    out = ray.get(actor.judge.remote(ADD.to_dict(), CODES[("add", "ok")]))
-    assert out["passed"] and out["reward"] == 1.0
-    ray.kill(actor)
