@@ -17,6 +17,7 @@ from typing import Any
 from axiom_ray.config import RunConfig, build_config
 from axiom_ray.curriculum import AUTO_MIN_POOL
 from axiom_ray.curriculum import MODES as CURRICULUM_MODES
+from axiom_ray.storage import is_local
 
 EXIT_BAD_INPUT = 2
 LIST_LIMIT = 100  # `axiom problems list` prints the problems of sets up to this size
@@ -139,7 +140,7 @@ def cmd_iterate(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     run = run_iterations(cfg, fork=args.fork)
-    paths = write_report(run.storage.root) if _is_local(run.storage.root) else {}
+    paths = write_report(run.storage.root) if is_local(run.storage.root) else {}
     print(f"run directory: {run.storage.root}")
     if paths:
         print(f"report: {paths.get('md')}  (HTML: {paths.get('html')})")
@@ -173,10 +174,6 @@ def cmd_report(args: argparse.Namespace) -> int:
     for name, path in paths.items():
         print(f"{name}: {path}")
     return 0
-
-
-def _is_local(uri: str) -> bool:
-    return "://" not in uri or uri.startswith("file://")
 
 
 # --- parser --------------------------------------------------------------------------------------

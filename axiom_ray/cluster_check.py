@@ -1,5 +1,5 @@
 """Checks a run makes before it takes a multi-node cluster's resources. Pure: no Ray, no I/O
-beyond reading /proc/self/mounts.
+beyond reading /proc/self/mounts (whether a path is local is storage.py's question).
 
 The run directory (`--storage`) is read and written by every node: the driver writes the
 manifest, Ray Data's verifier actors write Parquet, Ray Train's workers write checkpoints and the
@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from axiom_ray.config import ConfigError
+from axiom_ray.storage import is_local, local_path
 
 SHARED_PATHS_ENV = "AXIOM_SHARED_PATHS"
 CONFIG_FLAG = "shared_storage"  # the proposed RunConfig key: --set shared_storage=true
@@ -41,18 +42,6 @@ NETWORK_FS_TYPES = frozenset(_NETWORK_FS.split())
 class NodeLocalStorageError(ConfigError):
     """A node-local run directory on a multi-node cluster; the message says what to use. A
     ConfigError (so a ValueError): the CLI reports it in one line and exits 2."""
-
-
-def is_remote_uri(uri: str) -> bool:
-    """A URI with a scheme other than file:// (pyarrow resolves it on every node alike)."""
-    scheme, sep, _ = uri.partition("://")
-    return bool(sep) and scheme.lower() != "file"
-
-
-def local_path(uri: str) -> str:
-    """The absolute, symlink-resolved local path of a plain path or a file:// URI."""
-    path = uri[len("file://") :] if uri.lower().startswith("file://") else uri
-    return os.path.realpath(os.path.expanduser(path))
 
 
 def shared_paths_from_env(environ: Mapping[str, str] | None = None) -> list[str]:
@@ -102,7 +91,7 @@ def is_shared_storage(
 ) -> bool:
     """Whether every node of a cluster sees the same run directory at `uri` (see module doc).
     `shared_paths` defaults to AXIOM_SHARED_PATHS."""
-    if shared or is_remote_uri(uri):
+    if shared or not is_local(uri):
         return True
     path = local_path(uri)
     roots = shared_paths_from_env() if shared_paths is None else list(shared_paths)

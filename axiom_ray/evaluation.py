@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +30,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pyarrow import fs as pafs
+
+from axiom_ray.storage import filesystem
 
 # The columns summarize() reads; read_rows() can load just these to skip the prompt and reply.
 SUMMARY_COLUMNS = ("problem_id", "passed", "status", "attempt", "code_hash", "code", "sample_id", "num_tokens",
@@ -279,40 +280,32 @@ def _mean_pass_at_k(
 # --- reading a Parquet directory -------------------------------------------------------------
 
 
-def resolve_filesystem(path_or_uri: str) -> tuple[Any, str]:
-    """(pyarrow filesystem, path inside it) for a local path or any pyarrow URI."""
-    if "://" in path_or_uri:
-        return pafs.FileSystem.from_uri(path_or_uri)
-    return pafs.LocalFileSystem(), os.path.abspath(path_or_uri)
-
-
 def read_rows(path_or_uri: str, columns: Sequence[str] | None = None) -> pa.Table:
     """All `*.parquet` files of a directory as one table; missing or empty -> empty table.
 
     Hidden and underscore-prefixed files are skipped (temporary writes). With `columns`, only
     those present in each file are read, so large text columns stay on disk.
     """
-    filesystem, base = resolve_filesystem(path_or_uri)
-    info = filesystem.get_file_info(base)
-    if info.type != pafs.FileType.Directory:
+    fs, base = filesystem(path_or_uri)
+    if fs.get_file_info(base).type != pafs.FileType.Directory:
         return pa.table({})
     files = sorted(
         f.path
-        for f in filesystem.get_file_info(pafs.FileSelector(base, recursive=False))
+        for f in fs.get_file_info(pafs.FileSelector(base, recursive=False))
         if f.type == pafs.FileType.File
         and f.base_name.endswith(".parquet")
         and not f.base_name.startswith((".", "_"))
     )
-    tables = [_read_one(filesystem, f, columns) for f in files]
+    tables = [_read_one(fs, f, columns) for f in files]
     tables = [t for t in tables if t.num_columns]
     if not tables:
         return pa.table({})
     return pa.concat_tables(tables, promote_options="permissive")
 
 
-def _read_one(filesystem: Any, path: str, columns: Sequence[str] | None) -> pa.Table:
+def _read_one(fs: pafs.FileSystem, path: str, columns: Sequence[str] | None) -> pa.Table:
     if columns is None:
-        return pq.read_table(path, filesystem=filesystem)
-    with filesystem.open_input_file(path) as f:
+        return pq.read_table(path, filesystem=fs)
+    with fs.open_input_file(path) as f:
         names = set(pq.ParquetFile(f).schema_arrow.names)
-    return pq.read_table(path, filesystem=filesystem, columns=[c for c in columns if c in names])
+    return pq.read_table(path, filesystem=fs, columns=[c for c in columns if c in names])

@@ -13,8 +13,9 @@ a fresh temporary directory and published by a rename, so no half phase is ever 
 resumes from its last Ray Train checkpoint (kept in the run directory), so a cut-off train
 phase loses at most one epoch.
 
-Generator actors are restarted by Ray when they die (`max_restarts`); the pipeline reloads the
-current adapter into a restarted one and resubmits its prompts (see pipeline.py).
+The generator actors belong to one GeneratorPool (generation/pool.py): Ray restarts one that
+dies (`max_restarts`), and the pool's functions reload the current adapter into it and resubmit
+its prompts.
 """
 
 from __future__ import annotations
@@ -25,8 +26,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import ray
+
 from axiom_ray import metrics
+from axiom_ray.cluster_check import alive_node_count, check_storage_for_cluster
 from axiom_ray.config import RunConfig
+from axiom_ray.curriculum import curriculum_enabled, load_records, select_problems
 from axiom_ray.evaluation import (
     SUMMARY_COLUMNS,
     PassSummary,
@@ -34,17 +39,18 @@ from axiom_ray.evaluation import (
     read_rows,
     summarize,
 )
+from axiom_ray.generation.pool import GeneratorPool, start_generators
+from axiom_ray.models import resolve_model
+from axiom_ray.pipeline import PassSpec, build_training_set, run_pass
 from axiom_ray.placement import Plan, make_plan
 from axiom_ray.problems import Problem, resolve_problems
 from axiom_ray.rundir import DONE, FAILED, RUNNING, RunDir, RunDirError, iter_dir, now, phases_of
+from axiom_ray.sandbox import LEVELS, SandboxUnavailable, detect_isolation
+from axiom_ray.storage import normalize_uri
+from axiom_ray.training import EmptyTrainingSet, train_adapter
 
 log = logging.getLogger(__name__)
 
-# Environment for the actors: no hub is reachable, and tokenizers' threads fight the engines.
-ACTOR_ENV = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-# Restarts Ray grants a dead generator (OOM, node loss) before the run fails. Bounded: an engine
-# that dies on every start must stop the run, not loop for ever.
-GENERATOR_MAX_RESTARTS = 4
 # The folder (and sample-id kind) of the greedy answers an `eval` phase adds to a sampled
 # evaluation (evaluation.greedy).
 GREEDY_KIND = "eval_greedy"
@@ -73,11 +79,8 @@ class Loop:
     run: RunDir
     plan: Plan
     problems: Problems
-    generators: list[Any]
     model_path: str  # the resolved base model (the embedded default's cache folder, or as given)
-    prompts: dict[str, dict[str, str]] = field(default_factory=dict)  # kind -> problem id -> prompt
-    loaded_adapter: str | None = None
-    loaded_version: int = 0  # the LoRA int id the loaded adapter was given
+    pool: GeneratorPool = field(default_factory=GeneratorPool)  # empty until generators start
 
     # --- phases --------------------------------------------------------------------------
     def run_all(self) -> None:
@@ -139,26 +142,21 @@ class Loop:
                  attempts: int) -> dict[str, Any]:
         """One pass (and its resampling attempts) into `iter_k/<kind>`, published whole; its
         figures (evaluation.PassSummary) as the phase's manifest metrics."""
-        from axiom_ray.pipeline import PassSpec, run_pass
-
-        cfg, run = self.cfg, self.run
-        prompts = self.prompts_for(kind, problems)
+        cfg, run, pool = self.cfg, self.run, self.pool
+        prompts = pool.prompts_for(kind, problems)
         final = f"{iter_dir(k)}/{kind}"
         run.storage.clean_temps(iter_dir(k))
         tmp = run.storage.temp_name(final)
         verify_problems = {p.id: p.to_dict() for p in problems}
-        limits = verifier_limits(cfg)
         todo = dict(prompts)
         t0 = time.perf_counter()
         for attempt in range(attempts):
             spec = PassSpec(
                 run_id=run.run_id, iteration=k, kind=kind, attempt=attempt, n=n, temperature=temperature,
                 top_p=cfg.generation.top_p, max_tokens=cfg.generation.max_tokens, seed=cfg.seed,
-                adapter=self.loaded_adapter, adapter_version=self.loaded_version,
-                adapter_uri=run.resolve(self.loaded_adapter) if self.loaded_adapter else None)
-            run_pass(generators=self.generators, prompts=todo, spec=spec, verify_problems=verify_problems,
-                     verifier_limits=limits, verifier_workers=self.plan.verifier_workers,
-                     verifier_batch_size=cfg.verifier.batch_size,
+                adapter=pool.adapter, adapter_version=pool.version, adapter_uri=pool.adapter_uri)
+            run_pass(generators=pool.actors, prompts=todo, spec=spec, verify_problems=verify_problems,
+                     verifier=cfg.verifier, verifier_workers=self.plan.verifier_workers,
                      generate_batch_size=cfg.generation.batch_size, out_uri=run.uri(tmp))
             summary = summarize(read_rows(run.uri(tmp), SUMMARY_COLUMNS)).timed(time.perf_counter() - t0)
             todo = {pid: p for pid, p in todo.items() if pid not in summary.solved_ids}
@@ -190,8 +188,6 @@ class Loop:
     def training_problems(self, k: int) -> list[Problem]:
         """The problems model k samples: the whole pool, or the curriculum's choice from the
         earlier iterations' samples, recorded in the manifest (`iterations.K.curriculum`)."""
-        from axiom_ray.curriculum import curriculum_enabled, load_records, select_problems
-
         data, pool = self.cfg.data, self.problems.train
         if not curriculum_enabled(data.curriculum, len(pool)):
             return pool
@@ -217,9 +213,6 @@ class Loop:
         return [by_id[pid] for pid in selection["ids"] if pid in by_id]
 
     def train(self, k: int) -> dict[str, Any]:
-        from axiom_ray.pipeline import build_training_set
-        from axiom_ray.training import EmptyTrainingSet, train_adapter
-
         cfg, run = self.cfg, self.run
         sources = range(k) if cfg.data.accumulate else [k - 1]
         sample_uris = [run.uri(iter_dir(j), "samples") for j in sources]
@@ -233,7 +226,7 @@ class Loop:
         init = None if cfg.training.from_base or k == 1 else run.adapter(k - 1)
         adapter_rel = f"{iter_dir(k)}/adapter"
         adapter_tmp = run.storage.temp_name(adapter_rel)
-        self.sleep_generators()
+        self.pool.sleep()
         try:
             result = train_adapter(
                 base_model=self.model_path, train_path=run.uri(train_rel), adapter_dir=run.uri(adapter_tmp),
@@ -242,7 +235,7 @@ class Loop:
         except EmptyTrainingSet as e:  # e.g. every verified example longer than max_seq_len
             return self.skip_training(k, str(e))
         finally:
-            self.wake_generators()
+            self.pool.wake()
         run.storage.publish(adapter_tmp, adapter_rel)
         run.set_adapter(k, adapter_rel)
         out = {key: getattr(result, key) for key in (
@@ -260,74 +253,33 @@ class Loop:
 
     def redeploy(self, k: int) -> dict[str, Any]:
         seconds = self.ensure_adapter(k)
-        return {"adapter": self.loaded_adapter, "seconds": round(seconds, 3)}
+        return {"adapter": self.pool.adapter, "seconds": round(seconds, 3)}
+
+    def start_pool(self) -> None:
+        """Start the generator actors (through the module's `start_generators`, which the
+        fault and resume tests replace by scripted generators)."""
+        t0 = time.perf_counter()
+        self.pool = start_generators(self.cfg, self.plan, self.run.run_id)
+        log.info("generators ready in %.1fs", time.perf_counter() - t0)
 
     def close(self) -> None:
         """Release the generators (and their accelerator memory) at the end of a command."""
-        import ray
+        self.pool.close()
 
-        for g in self.generators:
-            ray.kill(g)
-        self.generators = []
-
-    # --- generators ----------------------------------------------------------------------
     def ensure_adapter(self, k: int) -> float:
         """Make the live generators serve model k (no restart): load its adapter if needed.
-        (A generator restarted since is caught by the pipeline, which reloads it.)"""
-        from axiom_ray.pipeline import load_on_all
-
+        (A generator restarted since is caught by the pass, which reloads it.)"""
         want = self.run.adapter(k)
-        if want == self.loaded_adapter:
+        if self.pool.serves(want):
             return 0.0
-        t0 = time.perf_counter()
-        load_on_all(self.generators, self.run.resolve(want) if want else None, k)
-        self.loaded_adapter, self.loaded_version = want, k
-        seconds = time.perf_counter() - t0
+        seconds = self.pool.load(want, self.run.resolve(want) if want else None, k)
         metrics.gauge("adapter_swap_seconds", seconds, run=self.run.run_id)
         return seconds
-
-    def sleep_generators(self) -> None:
-        if self.plan.colocated:
-            import ray
-
-            ray.get([g.sleep.remote() for g in self.generators])
-
-    def wake_generators(self) -> None:
-        if self.plan.colocated:
-            import ray
-
-            ray.get([g.wake.remote() for g in self.generators])
-
-    def prompts_for(self, kind: str, problems: list[Problem]) -> dict[str, str]:
-        """Prompts rendered once per problem by a generator (it has the tokenizer and chat
-        template); with the curriculum each iteration asks for another subset of the pool."""
-        cache = self.prompts.setdefault(kind, {})
-        missing = [p for p in problems if p.id not in cache]
-        if missing:
-            import ray
-
-            from axiom_ray.pipeline import actor_errors, wait_ready
-
-            dicts = [p.to_dict() for p in missing]
-            try:
-                rendered = ray.get(self.generators[0].render_prompts.remote(dicts))
-            except actor_errors():
-                wait_ready(self.generators[0])  # restarted: the tokenizer does not depend on state
-                rendered = ray.get(self.generators[0].render_prompts.remote(dicts))
-            cache.update(zip([p.id for p in missing], rendered, strict=True))
-        return {p.id: cache[p.id] for p in problems}
-
-
-def verifier_limits(cfg: RunConfig) -> dict[str, Any]:
-    return {"timeout_s": cfg.verifier.timeout, "memory_mb": cfg.verifier.memory_mb,
-            "min_isolation": cfg.verifier.min_isolation}
 
 
 def check_isolation(cfg: RunConfig) -> None:
     """Fail before any actor starts when this machine cannot sandbox at the configured level
     (each verifier checks again on its own node)."""
-    from axiom_ray.sandbox import LEVELS, SandboxUnavailable, detect_isolation
-
     report = detect_isolation()
     if LEVELS.index(report.level) < LEVELS.index(cfg.verifier.min_isolation):
         raise SandboxUnavailable(
@@ -336,43 +288,8 @@ def check_isolation(cfg: RunConfig) -> None:
     log.info("sandbox isolation: %s", report.level)
 
 
-def start_generators(cfg: RunConfig, plan: Plan, run_id: str) -> list[Any]:
-    """One actor per engine replica, each with its own seed (identical seeds would give
-    identical samples), named so the dashboard shows which is which."""
-    import ray
-
-    from axiom_ray.generation.actor import GeneratorActor
-
-    remote = ray.remote(GeneratorActor)
-    actors = [remote.options(**generator_options(plan, run_id, i)).remote(**generator_args(cfg, i))
-              for i in range(plan.replicas)]
-    ray.get([a.ready.remote() for a in actors])
-    return actors
-
-
-def generator_options(plan: Plan, run_id: str, i: int) -> dict[str, Any]:
-    """Ray options of generator replica i. Ray restarts a dead one; its calls are not retried
-    by Ray (max_task_retries=0) because a restarted engine serves the base model: the pipeline
-    reloads the adapter first, then resubmits."""
-    return {"name": f"axiom-generator-{run_id}-{i}", "num_gpus": plan.gen_num_gpus,
-            "num_cpus": plan.gen_num_cpus, "runtime_env": {"env_vars": ACTOR_ENV},
-            "max_restarts": GENERATOR_MAX_RESTARTS, "max_task_retries": 0}
-
-
-def generator_args(cfg: RunConfig, i: int) -> dict[str, Any]:
-    """Constructor arguments of replica i: its own seed (a restart gets the same one back)."""
-    return {"model": cfg.model, "engine": cfg.generation.engine, "seed": cfg.seed + 1000 * i,
-            "cfg": cfg.generation}
-
-
 def prepare(cfg: RunConfig, fork: bool = False, with_generators: bool = True) -> Loop:
     """Check every input before taking cluster resources, open the run, plan, start generators."""
-    import ray
-
-    from axiom_ray.cluster_check import alive_node_count, check_storage_for_cluster
-    from axiom_ray.models import resolve_model
-    from axiom_ray.storage import normalize_uri
-
     problems = load_problems(cfg)
     check_isolation(cfg)
     model_path = resolve_model(cfg.model)  # a missing folder fails here, before any cluster work
@@ -388,12 +305,10 @@ def prepare(cfg: RunConfig, fork: bool = False, with_generators: bool = True) ->
     run.manifest.set_problems([p.id for p in problems.train], [p.id for p in problems.eval])
     run.save()
     log.info("run %s in %s", run.run_id, run.storage.root)
-    generators: list[Any] = []
+    loop = Loop(cfg=cfg, run=run, plan=plan, problems=problems, model_path=model_path)
     if with_generators:
-        t0 = time.perf_counter()
-        generators = start_generators(cfg, plan, run.run_id)
-        log.info("generators ready in %.1fs", time.perf_counter() - t0)
-    return Loop(cfg=cfg, run=run, plan=plan, problems=problems, generators=generators, model_path=model_path)
+        loop.start_pool()
+    return loop
 
 
 def run_iterations(cfg: RunConfig, fork: bool = False) -> RunDir:
@@ -413,8 +328,6 @@ def run_single_phase(cfg: RunConfig, command: str, iteration: int | None = None,
                      adapter: str | None = None, force: bool = False) -> RunDir:
     """`axiom generate|train|evaluate`: one phase of model K on a run directory. `adapter`
     makes model K the base plus that adapter (to score any adapter on any problem set)."""
-    from axiom_ray.storage import normalize_uri
-
     name = PHASE_OF_COMMAND[command]
     k = iteration if iteration is not None else (1 if name == "train" else 0)
     loop = prepare(cfg, with_generators=False)
@@ -430,7 +343,7 @@ def run_single_phase(cfg: RunConfig, command: str, iteration: int | None = None,
            "eval": lambda: loop.sample(k, "eval")}
     try:
         if name != "train":
-            loop.generators = start_generators(cfg, loop.plan, run.run_id)
+            loop.start_pool()
         loop.phase(k, name, fns[name])
     finally:
         loop.close()

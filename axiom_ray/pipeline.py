@@ -6,11 +6,11 @@ iteration in the driver. The generator actors live for the whole run (they keep 
 the current adapter); the Ray Data stage in front of them only routes batches to them.
 
 Failures inside a pass lose and double nothing:
-- a generator actor that dies is restarted by Ray (the loop starts them with `max_restarts`);
-  `GenerateBatch` waits for it, loads the pass's adapter into the fresh engine (a restart re-runs
-  `__init__`, which serves the base model) and resubmits that replica's prompts. Sampling seeds
-  depend only on the replica, the pass and the problem, so the resubmitted prompts give the
-  candidates the lost call would have given;
+- a generator actor that dies is restarted by Ray (generation/pool.py starts them with
+  `max_restarts`); `GenerateBatch` waits for it, loads the pass's adapter into the fresh engine
+  (a restart re-runs `__init__`, which serves the base model) and resubmits that replica's
+  prompts (`pool.generate_with_restarts`). Sampling seeds depend only on the replica, the pass
+  and the problem, so the resubmitted prompts give the candidates the lost call would have given;
 - a verifier (or routing) actor that dies is restarted by Ray Data and its in-flight batch is
   retried: Ray Data gives its actor pools `max_restarts=-1, max_task_retries=-1` by default (and
   deprecates setting them per call, so they are not repeated here; tests/test_faults.py checks
@@ -23,14 +23,17 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.dataset as pads
+import ray.data
+from ray.data.expressions import col
 
+from axiom_ray.config import VerifierConfig
+from axiom_ray.generation.pool import generate_with_restarts
 from axiom_ray.samples import (
     Candidate,
     code_hash,
@@ -40,16 +43,6 @@ from axiom_ray.samples import (
     select_training_rows,
 )
 from axiom_ray.verifier import VerifyBatch
-
-log = logging.getLogger(__name__)
-
-GENERATOR_CALL_ATTEMPTS = 4  # one call plus up to three resubmissions after a generator restart
-RESTART_WAIT_S = 600.0  # how long to wait for a restarted generator (vLLM loads in ~20 s on CPU)
-DIED_LIMIT = 3  # ActorDiedError answers to ready() before a generator counts as gone for good
-
-
-class GeneratorLost(RuntimeError):
-    """A generator actor stayed dead (its restarts are spent) or kept failing the same call."""
 
 
 @dataclass(frozen=True)
@@ -107,26 +100,9 @@ class GenerateBatch:
 
     def _collect(self, replica: int, reqs: list[dict[str, Any]], ref: Any) -> list[dict[str, Any]]:
         """The candidates of one replica's call, resubmitted after the generator restarts."""
-        import ray
-
-        actor, why = self.generators[replica], ""
-        for attempt in range(GENERATOR_CALL_ATTEMPTS):
-            try:
-                if ref is None:
-                    restore_generator(actor, self.spec.adapter_uri, self.spec.adapter_version)
-                    ref = self._submit(replica, reqs)
-                out = ray.get(ref)
-            except actor_errors() as e:
-                why = f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
-            else:
-                if serves_adapter(out, self.spec.adapter_uri):
-                    return out
-                # Restarted between two calls: the fresh engine serves the base model.
-                why = "answered from the base model instead of the adapter (it was restarted)"
-            log.warning("generator %d (%d prompts, attempt %d): %s; resubmitting once it is back",
-                        replica, len(reqs), attempt + 1, why)
-            ref = None
-        raise GeneratorLost(f"generator {replica} failed {GENERATOR_CALL_ATTEMPTS} times: {why}")
+        return generate_with_restarts(
+            self.generators[replica], ref, lambda: self._submit(replica, reqs), self.spec.adapter_uri,
+            self.spec.adapter_version, f"generator {replica} ({len(reqs)} prompts)")
 
     def _row(self, cand: Candidate, prompts: dict[str, str], created: str) -> dict[str, Any]:
         spec = self.spec
@@ -153,72 +129,6 @@ class GenerateBatch:
         )
 
 
-def actor_errors() -> tuple[type[BaseException], ...]:
-    """What a call to a dead or restarting actor raises (ActorDiedError and
-    ActorUnavailableError are both RayActorErrors)."""
-    from ray.exceptions import RayActorError
-
-    return (RayActorError,)
-
-
-def serves_adapter(candidates: list[dict[str, Any]], adapter_uri: str | None) -> bool:
-    """Whether a generator's candidates come from the engine state the pass asked for: a
-    restarted actor has lost its adapter, and its rows say so (`adapter` None)."""
-    want_adapter = adapter_uri is not None
-    return all((c.get("adapter") is not None) == want_adapter for c in candidates)
-
-
-def wait_ready(actor: Any, wait_s: float = RESTART_WAIT_S) -> dict[str, Any]:
-    """Block until the actor answers (Ray queues calls while it restarts); its ready() info."""
-    import ray
-    from ray.exceptions import ActorDiedError, GetTimeoutError
-
-    deadline, died = time.monotonic() + wait_s, 0
-    while True:
-        try:
-            return ray.get(actor.ready.remote(), timeout=max(1.0, deadline - time.monotonic()))
-        except (*actor_errors(), GetTimeoutError) as e:
-            # A call sent before Ray noticed the death fails at once: ask again until it is back.
-            # ActorDiedError is final once its restarts are spent: give up after a few of those.
-            died += isinstance(e, ActorDiedError)
-            if time.monotonic() >= deadline or died >= DIED_LIMIT:
-                raise GeneratorLost(f"generator not back (after {died} deaths): {e}") from e
-            time.sleep(0.5)
-
-
-def restore_generator(actor: Any, adapter_uri: str | None, adapter_version: int) -> None:
-    """Bring a (possibly restarted) generator back to the pass's engine state."""
-    import ray
-
-    wait_ready(actor)
-    if adapter_uri is None:
-        ray.get(actor.use_base.remote())
-    else:
-        ray.get(actor.load_adapter.remote(adapter_uri, adapter_version))
-
-
-def load_on_all(generators: list[Any], adapter_uri: str | None, adapter_version: int) -> None:
-    """Make every generator serve `adapter_uri` (None: the base), in parallel; a generator that
-    dies meanwhile is waited for and loaded again once restarted."""
-    import ray
-
-    refs = [g.use_base.remote() if adapter_uri is None else g.load_adapter.remote(adapter_uri, adapter_version)
-            for g in generators]
-    for actor, ref in zip(generators, refs, strict=True):
-        for attempt in range(GENERATOR_CALL_ATTEMPTS):
-            try:
-                if ref is None:
-                    restore_generator(actor, adapter_uri, adapter_version)
-                else:
-                    ray.get(ref)
-                break
-            except actor_errors() as e:
-                if attempt == GENERATOR_CALL_ATTEMPTS - 1:
-                    raise GeneratorLost(f"could not load {adapter_uri or 'the base model'}: {e}") from e
-                log.warning("generator died while loading %s; retrying once it is back", adapter_uri or "the base")
-                ref = None
-
-
 def _columns(rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
     if not rows:
         return {}
@@ -242,15 +152,12 @@ def run_pass(
     prompts: dict[str, str],
     spec: PassSpec,
     verify_problems: dict[str, dict[str, Any]],
-    verifier_limits: dict[str, Any],
+    verifier: VerifierConfig,
     verifier_workers: int,
-    verifier_batch_size: int,
     generate_batch_size: int,
     out_uri: str,
 ) -> None:
     """Stream one pass to Parquet under `out_uri` (appending: resampling attempts share it)."""
-    import ray.data
-
     requests = [
         {"problem_id": pid, "prompt": prompt, "replica": i // generate_batch_size}
         for i, (pid, prompt) in enumerate(prompts.items())
@@ -267,8 +174,8 @@ def run_pass(
     )
     ds = ds.map_batches(
         VerifyStage,
-        fn_constructor_kwargs={"problems": verify_problems, "limits": verifier_limits},
-        batch_size=verifier_batch_size,
+        fn_constructor_kwargs={"problems": verify_problems, "cfg": verifier},
+        batch_size=verifier.batch_size,
         batch_format="pyarrow",
         compute=ray.data.ActorPoolStrategy(min_size=1, max_size=max(1, verifier_workers)),
         num_cpus=1,
@@ -278,20 +185,14 @@ def run_pass(
 
 def build_training_set(sample_uris: list[str], out_uri: str, max_per_problem: int, dedupe: bool) -> int:
     """Passed samples -> deduplicated, capped per problem -> Parquet. Returns the row count."""
-    import pyarrow as pa
-    import ray.data
 
     def pick(group: pa.Table) -> pa.Table:
         rows = select_training_rows(group.to_pylist(), max_per_problem, dedupe)
         return pa.Table.from_pylist(rows, schema=group.schema)
-
-    from ray.data.expressions import col
 
     ds = ray.data.read_parquet(sample_uris).filter(expr=col("passed"))
     if ds.count() == 0:
         return 0
     ds = ds.groupby("problem_id").map_groups(pick, batch_format="pyarrow")
     ds.write_parquet(out_uri)
-    import pyarrow.dataset as pads
-
     return pads.dataset(out_uri, format="parquet").count_rows()

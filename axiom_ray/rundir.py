@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 from axiom_ray.config import RunConfig, config_from_dict, diff_identity
-from axiom_ray.storage import Storage
+from axiom_ray.storage import Storage, resolve
 
 MANIFEST = "manifest.json"
 DONE, RUNNING, FAILED = "done", "running", "failed"
@@ -270,7 +270,7 @@ class RunDir:
 
     def resolve(self, path: str) -> str:
         """A manifest path: relative to the run directory, or absolute / a URI as given."""
-        return path if "://" in path or path.startswith("/") else self.uri(path)
+        return resolve(self.storage.root, path)
 
 
 def _fork_uri(storage: Storage) -> str:

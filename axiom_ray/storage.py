@@ -1,34 +1,80 @@
-"""The run directory on any pyarrow filesystem (a local path, file://, s3://, gs://, ...).
+"""Storage: the one owner of "local path or URI" and of the run directory's filesystem.
 
-Phases write under a temporary name and are published with one rename (or copy, where the
-filesystem has no rename), so a reader never sees half a phase. Pure: pyarrow only.
+Every path in axiom-ray is a local path or a pyarrow filesystem URI (file://, s3://, gs://,
+hdfs://, ...); the functions here decide which, and every other module asks them. `Storage` is
+the run directory on such a filesystem: phases write under a temporary name and are published
+with one rename (or copy, where the filesystem has no rename), so a reader never sees half a
+phase. Pure: pyarrow only (no Ray, torch or vLLM).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import tempfile
 import uuid
 from pathlib import Path
 from typing import Any
 
+import pyarrow.fs as pafs
 
-def _fs():
-    import pyarrow.fs as pafs
+FILE_SCHEME = "file://"
 
-    return pafs
+
+def is_uri(path: str) -> bool:
+    """Whether `path` names its filesystem by a scheme (file://, s3://, ...), not a plain path."""
+    return "://" in path
+
+
+def is_local(path_or_uri: str) -> bool:
+    """A plain path or a file:// URI: this machine's disk (any other scheme is resolved by
+    pyarrow alike on every node)."""
+    scheme, sep, _ = path_or_uri.partition("://")
+    return not sep or scheme.lower() == "file"
+
+
+def local_path(path_or_uri: str) -> str:
+    """The absolute, symlink-resolved local path of a plain path or a file:// URI."""
+    if path_or_uri.lower().startswith(FILE_SCHEME):
+        path_or_uri = path_or_uri[len(FILE_SCHEME):]
+    return os.path.realpath(os.path.expanduser(path_or_uri))
 
 
 def normalize_uri(uri: str) -> str:
     """Local paths become absolute (a Ray job's working directory is a temporary copy, so a
     relative path would put the run somewhere the user never looks); URIs pass through."""
-    if "://" in uri:
+    if is_uri(uri):
         return uri.rstrip("/")
     return str(Path(os.path.expanduser(uri)).resolve())
 
 
-def is_local(uri: str) -> bool:
-    return "://" not in uri or uri.startswith("file://")
+def resolve(root: str, path: str) -> str:
+    """`path` as a manifest records it: relative to `root`, or absolute / a URI as given."""
+    return path if is_uri(path) or os.path.isabs(path) else f"{root}/{path}"
+
+
+def filesystem(path_or_uri: str) -> tuple[pafs.FileSystem, str]:
+    """(pyarrow filesystem, path inside it) for a local path or any pyarrow URI."""
+    if is_uri(path_or_uri):
+        return pafs.FileSystem.from_uri(path_or_uri)
+    return pafs.LocalFileSystem(), os.path.abspath(path_or_uri)
+
+
+def local_folder(path_or_uri: str, into: str) -> str:
+    """A folder on this machine with the contents of the folder at `path_or_uri`: the folder
+    itself when it is a plain path, else a copy of the URI's folder (file:// included) downloaded
+    into a fresh folder under `into`. FileNotFoundError when
+    there is no folder there."""
+    if not is_uri(path_or_uri):
+        if not os.path.isdir(path_or_uri):
+            raise FileNotFoundError(f"{path_or_uri!r}: no such folder")
+        return path_or_uri
+    source_fs, source_path = filesystem(path_or_uri)
+    if source_fs.get_file_info(source_path).type != pafs.FileType.Directory:
+        raise FileNotFoundError(f"{path_or_uri!r}: no such folder")
+    local = tempfile.mkdtemp(prefix="download-", dir=into)
+    pafs.copy_files(source_path, local, source_filesystem=source_fs, destination_filesystem=pafs.LocalFileSystem())
+    return local
 
 
 class Storage:
@@ -36,7 +82,7 @@ class Storage:
 
     def __init__(self, root: str) -> None:
         self.root = normalize_uri(root)
-        self.fs, self.base = _fs().FileSystem.from_uri(self.root if "://" in self.root else self.root)
+        self.fs, self.base = filesystem(self.root)
 
     def uri(self, *parts: str) -> str:
         """A URI (or absolute local path) for Ray Data, Ray Train and pyarrow readers."""
@@ -46,10 +92,10 @@ class Storage:
         return f"{self.base}/{rel}" if rel else self.base
 
     def exists(self, rel: str) -> bool:
-        return self.fs.get_file_info(self._p(rel)).type != _fs().FileType.NotFound
+        return self.fs.get_file_info(self._p(rel)).type != pafs.FileType.NotFound
 
     def is_dir(self, rel: str) -> bool:
-        return self.fs.get_file_info(self._p(rel)).type == _fs().FileType.Directory
+        return self.fs.get_file_info(self._p(rel)).type == pafs.FileType.Directory
 
     def makedirs(self, rel: str) -> None:
         self.fs.create_dir(self._p(rel), recursive=True)
@@ -81,7 +127,7 @@ class Storage:
     def list_dir(self, rel: str) -> list[str]:
         if not self.is_dir(rel):
             return []
-        sel = _fs().FileSelector(self._p(rel), recursive=False)
+        sel = pafs.FileSelector(self._p(rel), recursive=False)
         return sorted(info.base_name for info in self.fs.get_file_info(sel))
 
     def temp_name(self, rel: str) -> str:
@@ -104,15 +150,3 @@ class Storage:
                     self.delete_dir(path)
                 else:
                     self.fs.delete_file(self._p(path))
-
-    def download_dir(self, rel: str, local_dir: str) -> str:
-        """Copy a directory to a local folder (for readers that need local files)."""
-        if is_local(self.root):
-            return str(Path(self._p(rel)))
-        _fs().copy_files(self._p(rel), local_dir, source_filesystem=self.fs,
-                         destination_filesystem=_fs().LocalFileSystem())
-        return local_dir
-
-    def upload_dir(self, local_dir: str, rel: str) -> None:
-        _fs().copy_files(local_dir, self._p(rel), source_filesystem=_fs().LocalFileSystem(),
-                         destination_filesystem=self.fs)

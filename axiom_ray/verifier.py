@@ -1,12 +1,12 @@
 """The verifier on Ray: a thin shell around the sandbox's Judge (no Ray import at module load).
 
-- `VerifyBatch(problems, limits)`: the callable class for Ray Data
+- `VerifyBatch(problems, cfg)`: the callable class for Ray Data
   `map_batches(VerifyBatch, fn_constructor_kwargs=..., compute=ActorPoolStrategy(...))`. Each
   actor holds one Judge (one warm fork server); batches take columns `problem_id`, `code` and get
   the verdict columns of the sample row (samples.VERDICT_COLUMNS).
 
-`limits` is a dict of `Limits` fields plus, optionally, `min_isolation`, `isolation` and
-`allow_packages` (the Judge's own options).
+`cfg` is the run's `VerifierConfig`, passed to the actors as it is: its timeout and memory
+become the sandbox `Limits`, its `min_isolation` the Judge's floor.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from typing import Any
 
 import numpy as np
 
+from axiom_ray.config import VerifierConfig
 from axiom_ray.problems import Problem
 from axiom_ray.samples import COLUMN_TYPES, VERDICT_COLUMNS, verdict_columns
-from axiom_ray.sandbox import DEFAULT_MIN_ISOLATION, Judge, Limits, Verdict
+from axiom_ray.sandbox import Judge, Limits, Verdict
 
-_JUDGE_OPTIONS = ("min_isolation", "isolation", "allow_packages")
 # numpy dtype of each kind of column, so Ray Data's numpy batches carry the schema's types
 _NUMPY_TYPES = {bool: np.bool_, int: np.int64, float: np.float64, str: np.object_}
 
@@ -30,24 +30,17 @@ def as_problem(p: Problem | Mapping[str, Any]) -> Problem:
     return p if isinstance(p, Problem) else Problem.from_dict(dict(p))
 
 
-def make_judge(limits: Mapping[str, Any] | Limits | None = None) -> Judge:
-    """A Judge from a limits dict (Limits fields + the Judge's options) or a Limits."""
-    if isinstance(limits, Limits):
-        return Judge(limits)
-    opts = dict(limits or {})
-    judge_kwargs: dict[str, Any] = {k: opts.pop(k) for k in _JUDGE_OPTIONS if k in opts}
-    judge_kwargs.setdefault("min_isolation", DEFAULT_MIN_ISOLATION)
-    if "allow_packages" in judge_kwargs:
-        judge_kwargs["allow_packages"] = tuple(judge_kwargs["allow_packages"])
-    return Judge(Limits.from_dict(opts), **judge_kwargs)
+def make_judge(cfg: VerifierConfig) -> Judge:
+    """The Judge a verifier config describes (the sandbox's other limits keep their defaults)."""
+    return Judge(Limits(timeout_s=cfg.timeout, memory_mb=cfg.memory_mb), min_isolation=cfg.min_isolation)
 
 
 class VerifyBatch:
     """Ray Data callable class: verdict columns for a batch of (problem_id, code)."""
 
-    def __init__(self, problems: Mapping[str, Problem | Mapping[str, Any]], limits: Mapping[str, Any] | None = None) -> None:
+    def __init__(self, problems: Mapping[str, Problem | Mapping[str, Any]], cfg: VerifierConfig) -> None:
         self._problems = {pid: as_problem(p) for pid, p in problems.items()}
-        self._judge = make_judge(limits)
+        self._judge = make_judge(cfg)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         rows = [self._one(str(pid), code) for pid, code in zip(batch["problem_id"], batch["code"], strict=True)]

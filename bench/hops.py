@@ -119,7 +119,7 @@ def start_generator(cfg: Any, run_id: str, replica: int = 0) -> tuple[Any, dict[
     import ray
 
     from axiom_ray.generation.actor import GeneratorActor
-    from axiom_ray.loop import generator_args, generator_options
+    from axiom_ray.generation.pool import generator_args, generator_options
     from axiom_ray.placement import make_plan
 
     plan = make_plan(cfg, ray.cluster_resources())
@@ -269,13 +269,11 @@ def full_pass(actor: Any, prompts: dict[str, str], problems: dict[str, dict[str,
     """(tokens, wall seconds, summed verdict milliseconds) of one pipeline.run_pass."""
     import pyarrow.dataset as pads
 
-    from axiom_ray.loop import verifier_limits
     from axiom_ray.pipeline import run_pass
 
     with timer() as t:
         run_pass(generators=[actor], prompts=prompts, spec=spec, verify_problems=problems,
-                 verifier_limits=verifier_limits(cfg), verifier_workers=workers,
-                 verifier_batch_size=cfg.verifier.batch_size, generate_batch_size=batch_size,
+                 verifier=cfg.verifier, verifier_workers=workers, generate_batch_size=batch_size,
                  out_uri=out_uri)
     table = pads.dataset(out_uri, format="parquet").to_table(columns=["num_tokens", "duration_ms"])
     return (int(sum(table.column("num_tokens").to_pylist())), t["s"],
@@ -366,8 +364,8 @@ def serve_twice(actor: Any, request: dict[str, Any], tokens: int) -> dict[str, f
 
 
 def bench_redeploy(args: argparse.Namespace) -> None:
+    from axiom_ray.generation.pool import GeneratorPool
     from axiom_ray.models import resolve_model
-    from axiom_ray.pipeline import load_on_all
 
     cfg = run_config(args)
     adapters = build_adapters(resolve_model(cfg.model), args.adapters + 1, args.rank,
@@ -380,7 +378,7 @@ def bench_redeploy(args: argparse.Namespace) -> None:
     live = []
     for k, path in enumerate(adapters[:-1], start=1):
         with timer() as load_t:
-            load_on_all([actor], path, k)  # what loop.ensure_adapter does
+            GeneratorPool([actor]).load(path, path, k)  # what loop.ensure_adapter does
         served = serve_twice(actor, request, args.first_tokens)
         live.append(load_t["s"] + served["first_request_s"])
         emit("redeploy", mode="live", iteration=k, load_s=round(load_t["s"], 3), **served, total_s=round(live[-1], 3))
@@ -389,7 +387,7 @@ def bench_redeploy(args: argparse.Namespace) -> None:
     with timer() as up:
         actor, _ = start_generator(cfg, "hops-redeploy-b")
     with timer() as load_t:
-        load_on_all([actor], adapters[-1], len(adapters))
+        GeneratorPool([actor]).load(adapters[-1], adapters[-1], len(adapters))
     served = serve_twice(actor, request, args.first_tokens)
     restart = down["s"] + up["s"] + load_t["s"] + served["first_request_s"]
     emit("redeploy", mode="restart", teardown_s=round(down["s"], 2), start_s=round(up["s"], 2),
@@ -583,7 +581,7 @@ def simulated_cluster(cpus: list[int]) -> Iterator[None]:
 
 
 def verify_once(problems: dict[str, Any], cands: list[dict[str, str]], workers: int, batch_size: int,
-                limits: dict[str, Any], fixed: bool) -> dict[str, Any]:
+                cfg: Any, fixed: bool) -> dict[str, Any]:
     """One Ray Data pass of the candidates through a verifier actor pool (1 CPU per actor, blocks
     of batch_size rows so every actor can get work): autoscaled from 1 to `workers` actors as
     pipeline.run_pass builds it, or `fixed` at `workers` actors from the start."""
@@ -594,7 +592,7 @@ def verify_once(problems: dict[str, Any], cands: list[dict[str, str]], workers: 
             else ray.data.ActorPoolStrategy(min_size=1, max_size=workers))
     with timer() as t:
         ds = ray.data.from_items(cands, override_num_blocks=max(1, len(cands) // batch_size))
-        ds = ds.map_batches(tagged_verify_class(), fn_constructor_kwargs={"problems": problems, "limits": limits},
+        ds = ds.map_batches(tagged_verify_class(), fn_constructor_kwargs={"problems": problems, "cfg": cfg},
                             batch_size=batch_size, num_cpus=1, compute=pool)
         rows = ds.take_all()  # no column projection: a second operator would take a share of the CPU budget
     return {"seconds": t["s"], "passed": sum(bool(r["passed"]) for r in rows), "verdicts": len(rows),
@@ -603,20 +601,19 @@ def verify_once(problems: dict[str, Any], cands: list[dict[str, str]], workers: 
 
 def bench_verify_scaling(args: argparse.Namespace) -> None:
     from axiom_ray.config import RunConfig
-    from axiom_ray.loop import verifier_limits
 
     # cluster_utils writes and later deletes RAY_TMPDIR/ray/ray_current_cluster: keep it private, so
     # other people's `ray.init()` never finds (or loses) a cluster because of this benchmark.
     os.environ["RAY_TMPDIR"] = tempfile.mkdtemp(prefix="hops-ray-")
     problems, cands = humaneval_candidates(args.repeat)
-    limits = verifier_limits(RunConfig())
+    verifier = RunConfig().verifier
     results: dict[tuple[str, int], list[float]] = {}
     for rnd in range(args.rounds):
         for nodes in args.nodes:
             layout = split_cpus(args.cpus, nodes)
             with simulated_cluster(layout):
                 for pool in args.pools:
-                    r = verify_once(problems, cands, args.cpus, args.batch_size, limits, fixed=pool == "fixed")
+                    r = verify_once(problems, cands, args.cpus, args.batch_size, verifier, fixed=pool == "fixed")
                     results.setdefault((pool, nodes), []).append(r["seconds"])
                     emit("verify-scaling", round=rnd, pool=pool, nodes=nodes, cpus_per_node=layout,
                          **{**r, "seconds": round(r["seconds"], 2)}, verdicts_per_s=rate(r["verdicts"], r["seconds"]))
@@ -687,7 +684,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="timed rounds per mode and batch size; the order flips each time (default: 1)")
 
     p = command("redeploy", bench_redeploy, "Seconds to serve the first request with a new LoRA adapter: loaded "
-                "into the live generator (pipeline.load_on_all, as loop.ensure_adapter) vs a full restart "
+                "into the live generator (GeneratorPool.load, as loop.ensure_adapter) vs a full restart "
                 "(close the actor, start a new one and its engine, load, serve). Random rank-r adapters.")
     add_generation_flags(p, samples=1, max_tokens=32)
     p.add_argument("--adapters", type=int, default=2, help="live loads to time (default: 2)")

@@ -112,18 +112,12 @@ class ScriptedGenerator(GeneratorActor):
         return super()._row(request, index, completion)
 
 
-def start_scripted_generators(cfg: Any, plan: Any, run_id: str, **script: Any) -> list[Any]:
+def start_scripted_generators(cfg: Any, plan: Any, run_id: str, **script: Any) -> Any:
     """`axiom_ray.loop.start_generators` with ScriptedGenerator: the same Ray options
-    (restarts included) and constructor arguments, plus the script."""
-    import ray
+    (restarts included) and constructor arguments, plus the script; the GeneratorPool."""
+    from axiom_ray.generation.pool import start_generators
 
-    from axiom_ray.loop import generator_args, generator_options
-
-    remote = ray.remote(ScriptedGenerator)
-    actors = [remote.options(**generator_options(plan, run_id, i)).remote(**generator_args(cfg, i), **script)
-              for i in range(plan.replicas)]
-    ray.get([a.ready.remote() for a in actors])
-    return actors
+    return start_generators(cfg, plan, run_id, actor_class=ScriptedGenerator, **script)
 
 
 def use_scripted_generators(**script: Any) -> None:

@@ -205,7 +205,7 @@ def main() -> int:
 
         t1 = time.perf_counter()
         loop = prepare(cfg)  # what run_iterations does, keeping the generators to ask them
-        result["generator_ready"] = ray.get([g.ready.remote() for g in loop.generators])
+        result["generator_ready"] = ray.get([g.ready.remote() for g in loop.pool.actors])
         result["plan"] = loop.plan.describe()
         try:
             loop.run_all()

@@ -105,7 +105,7 @@ def run(args: argparse.Namespace, cluster: Any, result: dict[str, Any]) -> None:
             raise errors[0]
         if thread.is_alive():
             raise RuntimeError("the pass did not finish after the node was removed")
-        result["generator_after"] = ray.get(loop.generators[0].ready.remote())
+        result["generator_after"] = ray.get(loop.pool.actors[0].ready.remote())
         result["generator_node_after"] = [a.node_id for a in alive("ScriptedGenerator")]
         result["alive_nodes"] = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
     finally:

@@ -183,7 +183,7 @@ def test_a_generator_killed_mid_pass_is_restarted_reloaded_and_its_prompts_resub
     loop = prepare(cfg)
     try:
         loop.run.set_adapter(1, tiny["adapter1"])
-        pids = [ray.get(g.ready.remote())["pid"] for g in loop.generators]
+        pids = [ray.get(g.ready.remote())["pid"] for g in loop.pool.actors]
         thread = PhaseThread(loop, 1, "samples", lambda: loop.sample(1, "samples"))
         thread.start()
         wait_for(f"a generate call on replica {victim}",
@@ -193,9 +193,10 @@ def test_a_generator_killed_mid_pass_is_restarted_reloaded_and_its_prompts_resub
         before = temp_rows(tmp_path / "run", 1, "samples")
         sigkill(pids[victim], f"generator replica {victim}")
         thread.finish()
-        after = ray.get(loop.generators[victim].ready.remote())
+        after = ray.get(loop.pool.actors[victim].ready.remote())
         # An undisturbed pass of the same model on the same (now restored) actors, elsewhere.
-        clean = replace(loop, run=RunDir.open_or_create(str(tmp_path / "clean"), cfg), loaded_adapter=None)
+        clean = replace(loop, run=RunDir.open_or_create(str(tmp_path / "clean"), cfg),
+                        pool=replace(loop.pool, adapter=None))
         clean.run.set_adapter(1, tiny["adapter1"])
         clean.phase(1, "samples", lambda: clean.sample(1, "samples"))
     finally:
@@ -237,7 +238,7 @@ def test_a_train_worker_killed_resumes_from_its_checkpoint(ray_cluster, tiny, tm
         sigkill(worker.pid, "Ray Train worker")
         metrics = thread.finish().metrics
         loop.phase(1, "redeploy", lambda: loop.redeploy(1))
-        served = ray.get(loop.generators[0].generate.remote(
+        served = ray.get(loop.pool.actors[0].generate.remote(
             [{"problem_id": "two_sum", "prompt": "def two_sum", "entry_point": "two_sum"}], n=1,
             temperature=0.7, top_p=0.95, max_tokens=4, seed=0))
     finally:
@@ -289,7 +290,7 @@ def test_a_node_removed_mid_pass_the_pass_finishes_on_the_rest(tiny, tmp_path):
 def test_restarts_are_told_by_the_rows_and_a_generator_dead_for_good_fails_fast(ray_cluster):
     import ray
 
-    from axiom_ray.pipeline import GeneratorLost, serves_adapter, wait_ready
+    from axiom_ray.generation.pool import GeneratorLost, serves_adapter, wait_ready
 
     # A restarted engine serves the base model, and its rows say so.
     assert serves_adapter([{"adapter": "iter1"}], "/run/iter_1/adapter")

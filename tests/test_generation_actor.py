@@ -9,9 +9,10 @@ from typing import Any
 import pytest
 from tiny_model import tiny_assets
 
+from axiom_ray.config import GenerationConfig
 from axiom_ray.generation.actor import GeneratorActor
 
-CFG = {"max_model_len": 1024, "kv_cache_gb": 1, "batch_size": 4, "unknown_key": "ignored"}
+CFG = GenerationConfig(max_model_len=1024, kv_cache_gb=1, batch_size=4)
 PROBLEMS = [
     {"id": "add", "prompt": "Return the sum of a and b.", "entry_point": "add"},
     {"id": "rev", "prompt": "Reverse the string s.", "entry_point": "reverse_string"},

@@ -135,8 +135,7 @@ def _curriculum_loop(storage: str, *extra: str):
     cfg = build_config(overrides=[
         f"storage={storage}", "problems=train", "evaluation.problems=heldout", "data.curriculum_size=6", *extra])
     run = RunDir.open_or_create(storage, cfg)
-    return Loop(cfg=cfg, run=run, plan=make_plan(cfg, {"CPU": 4}), problems=load_problems(cfg), generators=[],
-                model_path="unused")
+    return Loop(cfg=cfg, run=run, plan=make_plan(cfg, {"CPU": 4}), problems=load_problems(cfg), model_path="unused")
 
 
 def _verdict_rows(run: RunDir, k: int, passes: dict[str, int], n: int = 4) -> None:

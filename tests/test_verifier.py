@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
+from axiom_ray.config import VerifierConfig
 from axiom_ray.problems import Problem, TestCase
 from axiom_ray.samples import VERDICT_COLUMNS
 from axiom_ray.verifier import VerifyBatch
@@ -13,7 +16,7 @@ ADD = Problem(id="add", title="add", difficulty="easy", prompt="def add(a, b):",
               tests=(TestCase((1, 2), {}, 3), TestCase((2, 2), {}, 4)))
 MUL = Problem(id="mul", title="mul", difficulty="easy", prompt="def mul(a, b):", entry_point="mul",
               tests=(TestCase((3, 4), {}, 12),), compare="float")
-LIMITS = {"timeout_s": 2, "memory_mb": 512, "min_isolation": "rlimits"}
+CFG = VerifierConfig(timeout=1, memory_mb=512, min_isolation="rlimits")
 CODES = {
     ("add", "ok"): "def add(a, b):\n    return a + b\n",
     ("add", "half"): "def add(a, b):\n    return 3\n",
@@ -44,13 +47,15 @@ def _check_columns(out: dict) -> None:
 
 
 def test_verify_batch_adds_verdict_columns_from_problem_dicts_or_objects():
-    vb = VerifyBatch({"add": ADD.to_dict(), "mul": MUL}, {**LIMITS, "timeout_s": 1})
+    vb = VerifyBatch({"add": ADD.to_dict(), "mul": MUL}, CFG)
     _check_columns(vb(_batch()))
 
 
 def test_bad_limits_fail_loudly():
-    with pytest.raises(ValueError, match="unknown sandbox limits"):
-        VerifyBatch({"add": ADD}, {"timeout": 5})
+    with pytest.raises(TypeError, match="timout"):
+        VerifierConfig(timout=5)  # type: ignore[call-arg]  # a typo is an error, never ignored
+    with pytest.raises(ValueError, match="verifier.memory_mb"):
+        VerifyBatch({"add": ADD}, replace(CFG, memory_mb=16))
 
 
 def test_verify_batch_on_ray_data(ray_cluster):
@@ -58,7 +63,7 @@ def test_verify_batch_on_ray_data(ray_cluster):
     items = [{"problem_id": k[0], "code": CODES[k], "sample_id": f"s{i}"} for i, k in enumerate(CODES)]
     ds = ray.data.from_items(items + [{"problem_id": "nope", "code": "x = 1", "sample_id": "s4"}])
     ds = ds.map_batches(VerifyBatch, fn_constructor_kwargs={"problems": {"add": ADD.to_dict(), "mul": MUL.to_dict()},
-                                                            "limits": {**LIMITS, "timeout_s": 1}},
+                                                            "cfg": CFG},
                         batch_size=8, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=1)
     rows = sorted(ds.take_all(), key=lambda r: r["sample_id"])
     assert [r["status"] for r in rows] == ["passed", "failed", "passed", "timeout", "error"]

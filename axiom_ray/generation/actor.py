@@ -1,6 +1,6 @@
 """GeneratorActor: one engine replica, meant to run as a Ray actor.
 
-A plain class: the loop wraps it with `ray.remote(num_gpus=..., num_cpus=...)(GeneratorActor)`,
+A plain class: the generator pool (pool.py) wraps it with `ray.remote(GeneratorActor).options(...)`,
 so this module imports neither Ray nor torch at import time. The model is resolved on the
 actor's own node (the embedded default is converted there once, under a file lock).
 """
@@ -12,7 +12,7 @@ import os
 import shutil
 import tempfile
 import time
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from typing import Any
 
 from axiom_ray.config import GenerationConfig
@@ -21,35 +21,9 @@ from axiom_ray.generation.extract import extract_code
 from axiom_ray.generation.prompts import render_prompt
 from axiom_ray.models import model_display_name, resolve_model
 from axiom_ray.samples import Candidate
+from axiom_ray.storage import is_uri, local_folder
 
 log = logging.getLogger(__name__)
-
-
-def _as_config(cfg: dict[str, Any] | GenerationConfig | None) -> GenerationConfig:
-    if isinstance(cfg, GenerationConfig):
-        return cfg
-    known = {f.name for f in fields(GenerationConfig)}
-    return GenerationConfig(**{k: v for k, v in (cfg or {}).items() if k in known})
-
-
-def fetch_adapter(path_or_uri: str, into: str) -> str:
-    """A local folder holding the adapter: `path_or_uri` itself when it is one, else a copy of the
-    remote folder (any pyarrow filesystem URI: s3://, gs://, hdfs://, file://) under `into`."""
-    if os.path.isdir(path_or_uri):
-        return path_or_uri
-    from pyarrow import fs
-
-    try:
-        source_fs, source_path = fs.FileSystem.from_uri(path_or_uri)
-    except (ValueError, TypeError) as e:
-        raise FileNotFoundError(f"adapter {path_or_uri!r}: not a folder or a storage URI") from e
-    if source_fs.get_file_info(source_path).type != fs.FileType.Directory:
-        raise FileNotFoundError(f"adapter {path_or_uri!r}: no such folder")
-    local = tempfile.mkdtemp(prefix="adapter-", dir=into)
-    fs.copy_files(
-        source_path, local, source_filesystem=source_fs, destination_filesystem=fs.LocalFileSystem()
-    )
-    return local
 
 
 class GeneratorActor:
@@ -60,11 +34,11 @@ class GeneratorActor:
         model: str,
         engine: str,
         seed: int,
-        cfg: dict[str, Any] | GenerationConfig | None = None,
+        cfg: GenerationConfig | None = None,
         max_lora_rank: int = 64,
     ) -> None:
         started = time.perf_counter()
-        self.cfg = _as_config(cfg)
+        self.cfg = cfg or GenerationConfig()
         self.seed = seed
         self.model_spec = model
         self.model_name = model_display_name(model)
@@ -180,10 +154,10 @@ class GeneratorActor:
     def load_adapter(self, path_or_uri: str, iteration: int) -> float:
         """Activate the adapter (local folder or storage URI) for later calls; returns seconds."""
         started = time.perf_counter()
-        local = fetch_adapter(path_or_uri, self._adapter_dir)
+        local = local_folder(path_or_uri, self._adapter_dir)
         self.engine.load_adapter(local, iteration)
         # Keep only the active adapter's copy: vLLM may re-read it after evicting it from cache.
-        previous, self._fetched = self._fetched, (local if local != path_or_uri else None)
+        previous, self._fetched = self._fetched, (local if is_uri(path_or_uri) else None)
         if previous and previous != local:
             shutil.rmtree(previous, ignore_errors=True)
         seconds = time.perf_counter() - started
