@@ -419,14 +419,14 @@ def train_config(args: argparse.Namespace) -> Any:
 
 
 def bare_worker(model: str, examples: list[Any], pad_id: int, cfg: Any) -> Any:
-    """training._Worker's state built by hand: the step code (_forward_backward, _loss) is the
+    """training.worker.TrainWorker's state built by hand: the step code (_forward_backward, _loss) is the
     very code a Ray Train worker runs, minus its session (report, checkpoints, context)."""
     import torch
 
-    from axiom_ray import training as T
+    from axiom_ray.training import worker as T
 
     torch.set_num_threads(max(1, min(int(cfg.cpus_per_worker), os.cpu_count() or 1)))  # as the worker
-    w = T._Worker.__new__(T._Worker)
+    w = T.TrainWorker.__new__(T.TrainWorker)
     w.cfg, w.rank, w.world, w.pad_id, w.examples = cfg, 0, 1, pad_id, examples
     w.device = torch.device("cpu")
     model_obj = T.build_model(model, cfg, adapter=None, device=w.device)
@@ -442,7 +442,7 @@ def bare_fit(model: str, examples: list[Any], pad_id: int, cfg: Any) -> dict[str
     """Every optimizer step of a fit, in this process: tokens, step seconds and wall seconds."""
     import torch
 
-    from axiom_ray import training as T
+    from axiom_ray.training import worker as T
 
     start = time.perf_counter()
     w = bare_worker(model, examples, pad_id, cfg)
@@ -479,14 +479,14 @@ def write_rows(rows: list[dict[str, Any]], folder: Path) -> str:
 
 
 def bench_train(args: argparse.Namespace) -> None:
-    from axiom_ray.training import _load_examples
+    from axiom_ray.training.data import load_examples
 
     scratch = Path(tempfile.mkdtemp(prefix="axiom-hops-train-"))
     bt = bench_train_module()
     model = bt.model_folder(args.model, scratch)
     train_path = write_rows(bt.synthetic_rows(model, args.rows, args.tokens), scratch / "train")
     cfg = train_config(args)
-    examples, _, pad_id = _load_examples(model, train_path, cfg.max_seq_len)
+    examples, _, pad_id = load_examples(model, train_path, cfg.max_seq_len)
     # One logical CPU beyond the worker's for Ray Train's controller; the dashboard for its State API.
     start_ray(math.ceil(args.cpus_per_worker) + 1, dashboard=True)
     bare_runs, fits = [], []

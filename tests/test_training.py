@@ -16,9 +16,7 @@ from axiom_ray.config import TrainingConfig
 from axiom_ray.training import (
     IGNORE_INDEX,
     EmptyTrainingSet,
-    collate,
     linear_lr,
-    lora_target_modules,
     plan_windows,
     read_training_rows,
     shard_indices,
@@ -28,6 +26,7 @@ from axiom_ray.training import (
     tokenize_rows,
     train_adapter,
 )
+from axiom_ray.training.model import collate, lora_target_modules
 
 # Tiny and quick: a random model memorises a handful of replies within a few epochs at this lr.
 FAST = TrainingConfig(epochs=3, batch_size=1, grad_accum=2, lr=1e-2, max_seq_len=256, seed=0)
