@@ -14,10 +14,20 @@ import sys
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from axiom_ray.config import RunConfig, build_config
+from axiom_ray import contamination, problems, verify_command
+from axiom_ray.config import ConfigError, RunConfig, build_config
 from axiom_ray.curriculum import AUTO_MIN_POOL
 from axiom_ray.curriculum import MODES as CURRICULUM_MODES
+from axiom_ray.models import ModelNotFoundError
+from axiom_ray.placement import PlanError
+from axiom_ray.problems import ProblemError
+from axiom_ray.report import ReportError, write_report
+from axiom_ray.rundir import RunDirError
+from axiom_ray.sandbox import SandboxUnavailable
 from axiom_ray.storage import is_local
+
+# axiom_ray.loop is imported inside the commands that run on the cluster:
+# it imports Ray, which takes seconds that `axiom problems` and `axiom verify` need not pay.
 
 EXIT_BAD_INPUT = 2
 LIST_LIMIT = 100  # `axiom problems list` prints the problems of sets up to this size
@@ -108,8 +118,6 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
 
 
 def cmd_problems(args: argparse.Namespace) -> int:
-    from axiom_ray import problems
-
     if args.action == "show":
         p = problems.find_problem(args.id)
         out = p.to_dict()
@@ -135,8 +143,7 @@ def cmd_problems(args: argparse.Namespace) -> int:
 
 
 def cmd_iterate(args: argparse.Namespace) -> int:
-    from axiom_ray.loop import run_iterations
-    from axiom_ray.report import write_report
+    from axiom_ray.loop import run_iterations  # lazy: see the note on the imports
 
     cfg = config_from_args(args)
     run = run_iterations(cfg, fork=args.fork)
@@ -149,7 +156,7 @@ def cmd_iterate(args: argparse.Namespace) -> int:
 
 def cmd_phase(args: argparse.Namespace) -> int:
     """generate / train / evaluate: one phase of one iteration on a run directory."""
-    from axiom_ray.loop import run_single_phase
+    from axiom_ray.loop import run_single_phase  # lazy: see the note on the imports
 
     if args.command == "evaluate":
         problems_as_eval(args)
@@ -168,8 +175,6 @@ def problems_as_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from axiom_ray.report import write_report
-
     paths = write_report(args.run_dir)
     for name, path in paths.items():
         print(f"{name}: {path}")
@@ -180,8 +185,6 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from axiom_ray import contamination, verify_command
-
     parser = argparse.ArgumentParser(
         prog="axiom", description="Expert iteration for code models on Ray: sample, verify, train, redeploy.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -229,17 +232,9 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _bad_input_errors() -> tuple[type[BaseException], ...]:
-    """Errors that mean bad input: one line and exit 2, never a traceback."""
-    from axiom_ray.config import ConfigError
-    from axiom_ray.models import ModelNotFoundError
-    from axiom_ray.placement import PlanError
-    from axiom_ray.problems import ProblemError
-    from axiom_ray.report import ReportError
-    from axiom_ray.rundir import RunDirError
-    from axiom_ray.sandbox import SandboxUnavailable
-
-    return (ConfigError, ProblemError, RunDirError, PlanError, ModelNotFoundError, ReportError, SandboxUnavailable)
+# Errors that mean bad input: one line and exit 2, never a traceback.
+BAD_INPUT_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError, ProblemError, RunDirError, PlanError, ModelNotFoundError, ReportError, SandboxUnavailable)
 
 
 def setup_logging() -> None:
@@ -252,7 +247,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except _bad_input_errors() as e:
+    except BAD_INPUT_ERRORS as e:
         print(f"axiom {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except BrokenPipeError:  # `axiom problems list --set codeio | head`

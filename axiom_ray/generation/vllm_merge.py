@@ -20,6 +20,9 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+from safetensors import safe_open
+from safetensors.torch import load_file
+
 EXTENSION = f"{__name__}.MergedAdapterWorker"
 _ADAPTER_PREFIX = "base_model.model."
 # peft options a plain W + scale * B @ A merge does not reproduce.
@@ -32,8 +35,6 @@ class AdapterMergeError(ValueError):
 
 def read_adapter(adapter_dir: str) -> tuple[dict[str, Any], dict[str, Any]]:
     """The adapter's config and its tensors (on CPU)."""
-    from safetensors.torch import load_file
-
     with open(os.path.join(adapter_dir, "adapter_config.json")) as f:
         config = json.load(f)
     for key in _UNSUPPORTED:
@@ -70,8 +71,6 @@ def checkpoint_files(model_dir: str) -> list[str]:
 
 
 def checkpoint_shapes(files: list[str]) -> dict[str, tuple[int, ...]]:
-    from safetensors import safe_open
-
     shapes: dict[str, tuple[int, ...]] = {}
     for path in files:
         with safe_open(path, framework="pt") as f:
@@ -84,8 +83,6 @@ def merged_weights(model_dir: str, adapter_dir: str | None) -> Iterator[tuple[st
     """The whole checkpoint with the adapter's modules merged (None: the base as it is).
     Checks every delta against the checkpoint first: a bad adapter must fail before the live
     model is touched, not halfway through its reload."""
-    from safetensors import safe_open
-
     files = checkpoint_files(model_dir)
     deltas = lora_deltas(*read_adapter(adapter_dir)) if adapter_dir else {}
     shapes = checkpoint_shapes(files) if deltas else {}
