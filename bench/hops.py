@@ -692,7 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--first-tokens", type=int, default=32, help="greedy tokens of the first request (default: 32)")
 
     p = command("train", bench_train, "LoRA SFT tokens/s under Ray Train (training.train_adapter) vs the same "
-                "step code (training._Worker._forward_backward) in this process, and the fixed cost of a fit. "
+                "step code (training.worker.TrainWorker._forward_backward) in this process, and the fixed cost of a fit. "
                 "Rows from bench/train.py's synthetic set.")
     p.add_argument("--model", default="default", help='"default", "tiny" or a folder (default: default)')
     p.add_argument("--rows", type=int, default=16, help="training rows (default: 16)")
