@@ -1,4 +1,4 @@
-"""LoRA SFT on Ray Train: verified samples (Parquet, DESIGN.md contract 4) -> a peft adapter.
+"""LoRA SFT on Ray Train: verified sample rows (Parquet; docs/design.md, "Sample row") -> a peft adapter.
 
 - data.py: the SFT set: reading the rows, tokenising with the loss on the completion only,
   sharding across workers, optimizer steps, the learning-rate schedule, the validation split.

@@ -124,7 +124,7 @@ def train_adapter(
     """Train a LoRA adapter on `train_path` with Ray Train and copy it to `adapter_dir`.
 
     `base_model` is a model spec for `models.resolve_model` ("default", a folder, a hub id);
-    `train_path` a Parquet file or folder (contract 4), `adapter_dir` and `storage_path` local
+    `train_path` a Parquet file or folder of sample rows, `adapter_dir` and `storage_path` local
     paths or pyarrow URIs. Ray Train keeps its checkpoints in `storage_path/run_name/`; a worker
     that dies is restarted up to `max_failures` times from the last epoch checkpoint, and calling
     again with the same `storage_path` and `run_name` resumes (a finished run returns at once).
