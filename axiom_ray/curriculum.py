@@ -47,6 +47,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from axiom_ray.evaluation import read_rows
+
 MODES = ("auto", "on", "off")
 AUTO_MIN_POOL = 50  # `auto` turns the curriculum on above this many training problems
 LEVELS = ("easy", "medium", "hard")
@@ -125,8 +127,6 @@ def load_records(sample_dirs: Sequence[tuple[int, str]]) -> dict[str, Record]:
 
     Reads only the three small columns; a missing or empty directory contributes nothing.
     """
-    from axiom_ray.evaluation import read_rows
-
     history = []
     for k, uri in sample_dirs:
         table = read_rows(uri, columns=ROW_COLUMNS)

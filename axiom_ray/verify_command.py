@@ -19,12 +19,24 @@ import time
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from axiom_ray.sandbox import DEFAULT_MIN_ISOLATION, LEVELS, Judge, Limits, SandboxUnavailable
-
-if TYPE_CHECKING:
-    from axiom_ray.problems import Problem
+from axiom_ray.problems import (
+    Problem,
+    ProblemError,
+    find_problem,
+    load_problem_file,
+    resolve_problems,
+)
+from axiom_ray.sandbox import (
+    DEFAULT_MIN_ISOLATION,
+    LEVELS,
+    Judge,
+    Limits,
+    SandboxUnavailable,
+    detect_isolation,
+    level_rank,
+)
 
 EXIT_PASSED, EXIT_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -82,7 +94,6 @@ def run(args: argparse.Namespace) -> int:
     except SandboxUnavailable as e:
         return _bad(f"sandbox unavailable: {e}")
     except Exception as e:  # ProblemError (a ValueError) and friends: their message names the file
-        from axiom_ray.problems import ProblemError
 
         if isinstance(e, (ProblemError, OSError, ValueError)):
             return _bad(str(e))
@@ -90,7 +101,6 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _report_isolation(min_isolation: str) -> int:
-    from axiom_ray.sandbox import detect_isolation, level_rank
 
     report = detect_isolation()
     ok = level_rank(report.level) >= level_rank(min_isolation)
@@ -129,7 +139,6 @@ def _run_single(args: argparse.Namespace, limits: Limits) -> int:
 
 
 def _single_problem(spec: str, problem_id: str | None) -> Problem:
-    from axiom_ray.problems import find_problem, load_problem_file
 
     if os.path.exists(spec):
         problems = load_problem_file(spec)
@@ -170,7 +179,6 @@ def _read_solution(path: str) -> str:
 
 
 def _run_batch(args: argparse.Namespace, limits: Limits) -> int:
-    from axiom_ray.problems import resolve_problems
 
     if args.problems is None or args.solutions is None:
         raise BadInput("batch mode needs both --problems and --solutions")
