@@ -54,9 +54,8 @@ RUN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--model", "model", str,
      f"model: 'default' (embedded SmolLM2-135M-Instruct), a hub id or a local folder (default: {_D.model})"),
     ("--problems", "problems", str,
-     "training problems: set names (axiom-rl, leetcode-easy, train, codeio, train-large; held out: heldout, "
-     "mbpp, heldout-all, humaneval), problem ids "
-     f"or problem files, comma-separated (default: {_D.problems})"),
+     f"training problems: set names ({', '.join(problems.SETS)}; `axiom problems list` describes them), "
+     f"problem ids or problem files, comma-separated (default: {_D.problems})"),
     ("--samples", "generation.samples", int, f"Best-of-N: candidates per problem (default: {_D.generation.samples})"),
     ("--timeout", "verifier.timeout", float, f"CPU seconds per candidate (default: {_D.verifier.timeout:g})"),
     ("--temperature", "generation.temperature", float,
