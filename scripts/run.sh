@@ -24,6 +24,9 @@ head_pid=""
 stop_cluster() {
   if [[ -n $head_pid && "${AXIOM_KEEP_CLUSTER:-0}" != 1 ]]; then
     kill -TERM "$head_pid" 2>/dev/null && wait "$head_pid" 2>/dev/null || true
+    # The dashboard outlives the head process by a few seconds: a run started meanwhile would
+    # take it for a live cluster and submit its job to one that is shutting down.
+    for _ in $(seq 30); do dashboard_up || break; sleep 1; done
   fi
 }
 trap stop_cluster EXIT
