@@ -28,6 +28,7 @@ from axiom_ray.sandbox import (
     values_equal,
     wire,
 )
+from axiom_ray.sandbox.channel import TOO_LARGE, Channel, Stop
 from axiom_ray.sandbox.render import clean_text, render
 
 LIMITS = Limits(timeout_s=2, wall_factor=3, wall_extra_s=5)  # generous wall: CI machines are busy
@@ -638,3 +639,28 @@ def test_details_render_any_value_safely():
         assert len(shown) <= 100 and shown.isprintable(), shown
         shown.encode("utf-8")
     assert clean_text("ok\x00\ud800", 300) == "ok\\x00\\ud800"
+
+
+class _BufferedSocket:
+    """A socket whose whole input is already buffered: recv hands it out chunk by chunk, then
+    would block (what a candidate faster than the judge looks like)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = memoryview(data)
+
+    def recv(self, n: int) -> bytes:
+        if not self.data:
+            raise BlockingIOError
+        chunk, self.data = bytes(self.data[:n]), self.data[n:]
+        return chunk
+
+
+def test_an_oversized_reply_is_too_large_however_fast_it_arrives():
+    limits = Limits(max_result_bytes=1024 * 1024)
+    reply = wire.dumps(["ret", 0, "x" * (8 << 20)])  # 8 MiB, all of it waiting at once
+    chan = Channel.__new__(Channel)  # only the reading half: no candidate, server or poller
+    chan.sock, chan.limits, chan.rbuf, chan.eof = _BufferedSocket(reply), limits, bytearray(), False
+    with pytest.raises(Stop) as stopped:
+        chan._read()
+    assert stopped.value.kind == "too_large" and TOO_LARGE in stopped.value.detail
+    assert len(chan.rbuf) <= 1 << 18  # named at the first chunk, not after buffering the flood
