@@ -59,6 +59,7 @@ SAMPLE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(SampleRow))
 VERDICT_COLUMNS: dict[str, str] = {f.name: f.metadata[_VERDICT] for f in fields(SampleRow) if _VERDICT in f.metadata}
 # What the generation stage writes; the verifier adds VERDICT_COLUMNS.
 GENERATION_COLUMNS: tuple[str, ...] = tuple(c for c in SAMPLE_COLUMNS if c not in VERDICT_COLUMNS)
+_GENERATION_SET = frozenset(GENERATION_COLUMNS)  # checked once per generated row
 # Python type of each column (annotations are strings here: `from __future__ import annotations`).
 _PY_TYPES = {"str": str, "str | None": str, "int": int, "float": float, "bool": bool}
 COLUMN_TYPES: dict[str, type] = {f.name: _PY_TYPES[str(f.type)] for f in fields(SampleRow)}
@@ -91,9 +92,9 @@ def sample_schema() -> Any:
 def generation_row(**columns: Any) -> dict[str, Any]:
     """The generation stage's row (every column but the verdict's), in file order; a missing or
     unknown column fails here rather than as a schema error at the Parquet write."""
-    if columns.keys() != set(GENERATION_COLUMNS):
-        raise ValueError(f"generation row: missing {sorted(set(GENERATION_COLUMNS) - columns.keys())}, "
-                         f"unknown {sorted(columns.keys() - set(GENERATION_COLUMNS))}")
+    if columns.keys() != _GENERATION_SET:
+        raise ValueError(f"generation row: missing {sorted(_GENERATION_SET - columns.keys())}, "
+                         f"unknown {sorted(columns.keys() - _GENERATION_SET)}")
     return {name: columns[name] for name in GENERATION_COLUMNS}
 
 
