@@ -239,6 +239,15 @@ def cmd_phase(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from axiom_ray.report.compare import write_comparison  # lazy: matplotlib comes with it
+
+    markdown, paths = write_comparison(args.runs, args.out, intersection=args.intersection)
+    print(markdown, end="")
+    print(f"written: {paths['md']}  (HTML: {paths['html']}; plot: {paths['plot']})")
+    return 0
+
+
 def cmd_config(args: argparse.Namespace) -> int:
     """`axiom config show`: the resolved config tree as YAML (a valid --config file)."""
     cfg = build_config(args.config, None, args.overrides)
@@ -306,6 +315,21 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "evaluate":
             p.add_argument("--adapter", help="a LoRA adapter folder (or URI) to evaluate on top of --model")
         p.set_defaults(func=cmd_phase)
+
+    p = sub.add_parser("compare", help="runs side by side: pass rates with intervals, paired differences, "
+                       "config keys that differ",
+                       description="Per model k: each run's pass@1 on its training pool and on the held-out "
+                       "problems with 95%% bootstrap intervals, the paired difference of each run against "
+                       "the first on the problems both scored, and the config keys that differ. Prints the "
+                       "Markdown and writes OUT/compare.md, OUT/compare.html and OUT/plots/compare.png.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="two or more run directories (local paths or URIs); "
+                   "the first is the reference of the paired differences")
+    p.add_argument("--intersection", action="store_true",
+                   help="runs scored on different held-out problems: compare them on the problems all share "
+                   "(without it they are refused)")
+    p.add_argument("--out", default="compare", metavar="DIR",
+                   help="where compare.md/.html and plots/ go: a local path or URI (default: ./compare)")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("config", help="show the resolved config tree")
     csub = p.add_subparsers(dest="action", required=True)

@@ -335,3 +335,8 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = list(v) if isinstance(v, tuple) else v
     return out
+
+
+def flat_keys(tree: dict[str, Any]) -> dict[str, Any]:
+    """A config tree (`to_dict()`, a manifest's `config`) as {"generation.samples": 4, ...}."""
+    return _flatten(tree)
