@@ -93,3 +93,17 @@ def test_compare_intersection_uses_only_the_shared_heldout_problems(runs, tmp_pa
 def test_compare_needs_two_runs_and_run_directories(runs, tmp_path) -> None:
     assert main(["compare", str(runs["base"])]) == 2
     assert main(["compare", str(runs["base"]), str(tmp_path)]) == 2  # no manifest.json there
+
+
+def test_compare_intervals_are_the_run_reports(runs) -> None:
+    """Unrestricted, a run's interval in the comparison is the one its own report shows."""
+    from axiom_ray.report.collect import open_run, read_run
+    from axiom_ray.report.compare import rate
+    from axiom_ray.report.details import BOOT_SEED
+
+    run = read_run(open_run(str(runs["base"])))
+    for it in run.iterations:
+        if it.heldout is not None:
+            r = rate(it.heldout)
+            assert (r.lo, r.hi) == it.heldout.pass_at_k_ci(1, seed=BOOT_SEED)
+            assert r.value == it.heldout.pass_at_k[1]

@@ -54,8 +54,9 @@ def rate(summary: PassSummary | None, ids: frozenset[str] | None = None) -> Rate
     samples, with the percentile-bootstrap interval over problems."""
     if summary is None or not summary.samples:
         return None
-    # in problem-id order, so the interval does not depend on the order the rows were written in
-    values = [pass_at_k(n, c, 1) for pid, (c, n) in sorted(summary.per_problem.items())
+    # in the summary's own problem order: unrestricted, the interval is the run report's
+    # (PassSummary.pass_at_k_ci with the same seed)
+    values = [pass_at_k(n, c, 1) for pid, (c, n) in summary.per_problem.items()
               if n >= 1 and (ids is None or pid in ids)]
     if not values:
         return None
