@@ -107,3 +107,20 @@ def test_config_show_bad_key_is_one_line_exit_2() -> None:
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [r.stderr.strip()]
     assert "generation.sample: unknown key" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_phase_command_on_a_run_keeps_the_runs_config(tmp_path) -> None:
+    """`axiom train` has no --samples or --eval-problems: on a run made with other values, the
+    run's recorded ones are used (so its identity matches), and flags and --set still apply."""
+    from axiom_ray.cli import phase_config
+    from axiom_ray.rundir import RunDir
+
+    storage = str(tmp_path / "run")
+    made = build_config(overrides=["generation.samples=3", "evaluation.problems=add", f"storage={storage}"])
+    RunDir.open_or_create(storage, made)
+    cfg = phase_config(build_parser().parse_args(["train", "--storage", storage, "--epochs", "2"]))
+    assert (cfg.generation.samples, cfg.evaluation.problems, cfg.training.epochs) == (3, "add", 2)
+    cfg = phase_config(build_parser().parse_args(["evaluate", "--storage", storage, "--set", "generation.samples=5"]))
+    assert cfg.generation.samples == 5
+    fresh = phase_config(build_parser().parse_args(["train", "--storage", str(tmp_path / "new")]))
+    assert fresh.generation.samples == RunConfig().generation.samples  # no run there: the defaults
