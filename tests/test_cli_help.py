@@ -4,6 +4,8 @@ defaults RunConfig itself has; `axiom config show` prints the resolved config tr
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import re
 import subprocess
 import sys
@@ -19,8 +21,12 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def help_of(command: str, raw: bool = False) -> str:
-    out = subprocess.run([sys.executable, "-m", "axiom_ray", command, "--help"], cwd=REPO, capture_output=True,
-                         text=True, check=True).stdout
+    """`axiom COMMAND --help` as printed (in-process: argparse prints it and exits 0)."""
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf), pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([command, "--help"])
+    assert exit_.value.code == 0
+    out = buf.getvalue()
     return out if raw else " ".join(out.split())  # argparse wraps lines; compare the words
 
 
