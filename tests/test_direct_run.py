@@ -20,6 +20,8 @@ import pytest
 from ports import free_port
 from tiny_model import tiny_assets
 
+from axiom_ray.config import build_config
+from axiom_ray.placement import PlanError, local_cluster_cpus, make_plan
 from axiom_ray.ray_cluster import (
     ADDRESS_FILE,
     ClusterAddressError,
@@ -151,3 +153,17 @@ def test_address_file_of_a_running_cluster_is_joined_and_a_dead_one_is_not(ray_c
             checked_target({"RAY_TMPDIR": ray_tmp, "RAY_ADDRESS": dead})
     with pytest.raises(ClusterAddressError, match="is a dashboard address"):
         find_target({"RAY_ADDRESS": "http://127.0.0.1:8265"})
+
+
+@pytest.mark.parametrize("overrides, machine, expected", [
+    ([], 2, 4),  # the default plan on this 2-core machine: what scripts/run.sh starts
+    (["generation.replicas=3"], 2, 6),
+    ([], 16, 16),  # a bigger machine: its cores
+])
+def test_local_cluster_is_sized_for_the_plan(overrides, machine, expected) -> None:
+    cfg = build_config(overrides=overrides)
+    cpus = local_cluster_cpus(cfg, machine)
+    assert cpus == expected
+    make_plan(cfg, {"CPU": cpus})  # fits (raises PlanError otherwise)
+    with pytest.raises(PlanError, match=r"needs \d+ CPU \(cluster has 2\)"):
+        make_plan(cfg, {"CPU": 2})  # the error a 2-CPU cluster gave before
