@@ -175,10 +175,8 @@ def phase_config(args: argparse.Namespace) -> RunConfig:
     """generate / train / evaluate on a run directory that exists: its recorded config is the
     base, so the keys without a flag on this command keep the run's values (the run's identity
     must match to resume it); flags, --config and --set still apply on top."""
-    from axiom_ray.loop import default_storage  # lazy: see the note on the imports
-
     cfg = config_from_args(args)
-    uri = normalize_uri(default_storage(cfg))
+    uri = normalize_uri(cfg.storage or f"runs/{cfg.experiment}")  # as loop.default_storage, without importing Ray
     if not Storage(uri).exists(MANIFEST):
         return cfg
     return config_from_args(args, base=RunDir.open(uri).config)
@@ -213,10 +211,10 @@ def cmd_problems(args: argparse.Namespace) -> int:
 
 
 def cmd_iterate(args: argparse.Namespace) -> int:
-    from axiom_ray.loop import run_iterations  # lazy: see the note on the imports
-
     cfg = config_from_args(args)
     with ray_session(cfg):
+        from axiom_ray.loop import run_iterations  # lazy: see the note on the imports
+
         run = run_iterations(cfg, fork=args.fork)
     paths = write_report(run.storage.root) if is_local(run.storage.root) else {}
     print(f"run directory: {run.storage.root}")
@@ -227,12 +225,12 @@ def cmd_iterate(args: argparse.Namespace) -> int:
 
 def cmd_phase(args: argparse.Namespace) -> int:
     """generate / train / evaluate: one phase of one iteration on a run directory."""
-    from axiom_ray.loop import run_single_phase  # lazy: see the note on the imports
-
     if args.command == "evaluate":
         problems_as_eval(args)
     cfg = phase_config(args)
     with ray_session(cfg):
+        from axiom_ray.loop import run_single_phase  # lazy: see the note on the imports
+
         run = run_single_phase(cfg, args.command, iteration=args.iteration, adapter=getattr(args, "adapter", None),
                                force=args.force)
     print(f"run directory: {run.storage.root}")

@@ -156,12 +156,13 @@ def ray_session(cfg: RunConfig) -> Iterator[None]:
     """Connect this driver for the length of a command: join the cluster checked_target finds,
     or start a local one sized for `cfg`'s plan and stop it at the end. Nothing to do when Ray
     is already initialised (a test's cluster, a notebook)."""
-    import ray
-
-    if ray.is_initialized():
+    loaded = sys.modules.get("ray")
+    if loaded is not None and loaded.is_initialized():
         yield
         return
-    target = checked_target()
+    target = checked_target()  # before importing Ray (seconds): a dead address fails at once
+    import ray
+
     if target.address:
         ray.init(address=target.address, log_to_driver=True)
         log.info("joined the Ray cluster at %s (from %s)", target.address, target.source)

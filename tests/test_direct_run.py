@@ -115,7 +115,7 @@ def test_unreachable_ray_address_is_one_line_within_seconds(ray_tmp, tmp_path) -
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and f"RAY_ADDRESS={address}" in lines[0] and "no Ray cluster answers" in lines[0]
     assert "Traceback" not in r.stderr
-    assert seconds < 30, seconds  # the probe gives up after 2 s; the rest is Python's start on a busy machine
+    assert seconds < 20, seconds  # the probe gives up after 2 s, before Ray is even imported
     assert not (tmp_path / "run").exists()  # nothing written before the cluster question is settled
 
 
