@@ -322,8 +322,7 @@ def prepare(cfg: RunConfig, fork: bool = False, with_generators: bool = True) ->
     run.manifest.set_problems([p.id for p in problems.train], [p.id for p in problems.eval])
     run.save()
     log.info("run %s in %s", run.run_id, run.storage.root)
-    loop = Loop(cfg=cfg, run=run, plan=plan, problems=problems, model_path=model_path,
-                tracker=open_tracking(cfg, run))
+    loop = Loop(cfg=cfg, run=run, plan=plan, problems=problems, model_path=model_path)
     if with_generators:
         loop.start_pool()
     return loop
@@ -332,6 +331,7 @@ def prepare(cfg: RunConfig, fork: bool = False, with_generators: bool = True) ->
 def run_iterations(cfg: RunConfig, fork: bool = False) -> RunDir:
     """The whole loop."""
     loop = prepare(cfg, fork=fork)
+    loop.tracker = open_tracking(cfg, loop.run)
     finished = False
     try:
         loop.run_all()
@@ -360,6 +360,7 @@ def run_single_phase(cfg: RunConfig, command: str, iteration: int | None = None,
         raise RunDirError("no evaluation problems: pass --eval-problems")
     if force:
         run.mark(k, name, "forced")
+    loop.tracker = open_tracking(cfg, run)  # after the checks: a refused command is no tracker run
     fns = {"samples": lambda: loop.sample(k, "samples"), "train": lambda: loop.train(k),
            "eval": lambda: loop.sample(k, "eval")}
     finished = False

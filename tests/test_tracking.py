@@ -264,3 +264,4 @@ def test_an_unknown_tracker_exits_2_with_one_line(capsys):
     assert main(["iterate", "--set", "tracking.backend=comet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "tracking.backend" in err[0] and "comet" in err[0]
+
