@@ -149,7 +149,10 @@ def _annotate(ax: Any, scored: list[Scored], ids: list[str]) -> None:
         for i, pid in enumerate(ids):
             if pid in s.per_problem:
                 c, n = s.per_problem[pid]
-                ax.text(j, i, f"{c}/{n}", ha="center", va="center", fontsize=MIN_FONT_PT)
+                # white on the colour map's dark ends (deep red, deep green), black between
+                dark = n > 0 and not 0.2 <= c / n <= 0.8
+                ax.text(j, i, f"{c}/{n}", ha="center", va="center", fontsize=MIN_FONT_PT,
+                        color="white" if dark else "black")
 
 
 def figure_phase_times(run: RunData) -> Any | None:
