@@ -69,6 +69,20 @@ RUN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
     ("--batch-size", "training.batch_size", int, f"per-worker batch size (default: {_D.training.batch_size})"),
     ("--grad-accum", "training.grad_accum", int, f"gradient accumulation steps (default: {_D.training.grad_accum})"),
     ("--lr", "training.lr", float, f"learning rate (default: {_D.training.lr:g})"),
+    # The training stack (README, "Training"): training/stack.py refuses what this machine cannot run.
+    ("--train-workers", "training.num_workers", int,
+     "Ray Train workers; the SFT set is sharded across them and the global batch is batch-size x "
+     f"grad-accum x workers (default: {_D.training.num_workers})"),
+    ("--strategy", "training.strategy", _one_of("ddp", "deepspeed"),
+     "ddp: torch DDP, each worker holds the whole model (fits one device: the fastest); deepspeed: "
+     "DeepSpeed ZeRO shards gradients and optimizer states (stage 2) or also the weights (--zero-stage 3) "
+     "across workers, for a model whose training state does not fit one device; "
+     f"--set training.offload_optimizer=true keeps optimizer states in host memory (default: {_D.training.strategy})"),
+    ("--zero-stage", "training.zero_stage", int, f"DeepSpeed ZeRO stage, 2 or 3 (default: {_D.training.zero_stage})"),
+    ("--quantization", "training.quantization", _one_of("none", "4bit", "8bit"),
+     "QLoRA: load the frozen base through bitsandbytes (4bit: nf4 + double quantization; 8bit: LLM.int8) "
+     "when the full-precision base does not fit the device; slower per token, the adapter is a normal "
+     f"one for the unquantized base; needs --strategy ddp (default: {_D.training.quantization})"),
     ("--experiment", "experiment", str,
      f"experiment name; the run directory defaults to ./runs/NAME (default: {_D.experiment})"),
     ("--iterations", "iterations", int,

@@ -56,7 +56,7 @@ def train(ray_cluster, tiny_model: str, data: str, tmp_path_factory: pytest.Temp
                                       run_name=key, use_gpu=False)
         return done[key]
 
-    run.root, run.model, run.data = root, tiny_model, data  # type: ignore[attr-defined]
+    run.root, run.model, run.data, run.done = root, tiny_model, data, done  # type: ignore[attr-defined]
     return run
 
 
@@ -193,3 +193,84 @@ def test_deepspeed_resumes_from_its_checkpoint_like_an_undisturbed_run(train, tm
     assert resumed.resumed_from_epoch == 1
     assert_same_curve(clean, resumed, rtol=1e-5)
     assert_same_adapter(clean.adapter_dir, str(tmp_path / "adapter"), atol=1e-5)
+
+
+@pytest.mark.parametrize("quantization,workers", [("4bit", 2), ("8bit", 1)])
+def test_qlora_trains_a_normal_adapter_on_a_quantized_base(train, quantization: str, workers: int) -> None:
+    cfg = dataclasses.replace(BASE if workers == 1 else TWO_WORKERS, quantization=quantization)
+    r = train(f"qlora-{quantization}", cfg)
+    assert r.stack.startswith(f"QLoRA {quantization}, DDP, {workers} worker(s)")
+    lora = train("lora1", BASE)
+    assert r.steps == lora.steps and r.losses[-1] < r.losses[0]
+    # The quantized base computes nearly the float base's loss (nf4 / int8 rounding only).
+    assert math.isclose(r.losses[0], lora.losses[0], rel_tol=0.05)
+    # The adapter is for the unquantized base: same keys and shapes as plain LoRA's, no quant state.
+    a, b = adapter_tensors(r.adapter_dir), adapter_tensors(lora.adapter_dir)
+    assert {k: v.shape for k, v in a.items()} == {k: v.shape for k, v in b.items()}
+    config = json.loads((Path(r.adapter_dir) / "adapter_config.json").read_text())
+    assert config["base_model_name_or_path"] == train.model
+
+
+# --- the adapters served by the generation engines ------------------------------------------------
+
+ENGINE_ADAPTERS = ("ddp2", "zero3", "qlora-4bit")
+
+
+def reference_greedy(model_dir: str, adapter: str, prompts: list[str], max_tokens: int) -> list[str]:
+    """The adapter applied by transformers + peft on the float base, one prompt at a time."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32), adapter)
+    model.eval()
+    out = []
+    for prompt in prompts:
+        ids = tok(prompt, return_tensors="pt", add_special_tokens=False)
+        with torch.inference_mode():
+            new = model.generate(**ids, max_new_tokens=max_tokens, do_sample=False,
+                                 pad_token_id=tok.pad_token_id)[0, ids["input_ids"].shape[1]:].tolist()
+        if tok.eos_token_id in new:
+            new = new[: new.index(tok.eos_token_id)]
+        out.append(tok.decode(new, skip_special_tokens=True))
+    return out
+
+
+def engine_greedy(kind: str, train, names: tuple[str, ...], prompts: list[str], max_tokens: int) -> dict:
+    from axiom_ray.config import GenerationConfig
+    from axiom_ray.generation.engines import make_engine
+
+    cfg = GenerationConfig(max_model_len=1024, kv_cache_gb=1, batch_size=1, stop_at_code_end=False)
+    engine = make_engine(kind, train.model, seed=0, cfg=cfg, max_lora_rank=BASE.lora_r)
+    try:
+        out = {}
+        for k, name in enumerate(names, start=1):
+            engine.load_adapter(train(name, None).adapter_dir, k)
+            rows = engine.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=max_tokens, seed=0)
+            out[name] = [row[0].text for row in rows]
+        return out
+    finally:
+        engine.close()
+
+
+@pytest.fixture(scope="module")
+def engine_prompts(data: str) -> list[str]:
+    from axiom_ray.training.data import read_training_rows
+
+    return [prompt for prompt, _ in read_training_rows(data)[:3]]
+
+
+@pytest.mark.parametrize("kind", ["transformers", pytest.param("vllm", marks=pytest.mark.slow)])
+def test_engines_serve_each_stacks_adapter_as_transformers_and_peft_apply_it(
+    train, kind: str, engine_prompts: list[str]
+) -> None:
+    for name in ENGINE_ADAPTERS:  # trained by the tests above when run alone
+        if name not in train.done:
+            cfg = {"ddp2": TWO_WORKERS,
+                   "zero3": dataclasses.replace(TWO_WORKERS, strategy="deepspeed", zero_stage=3),
+                   "qlora-4bit": dataclasses.replace(TWO_WORKERS, quantization="4bit")}[name]
+            train(name, cfg)
+    served = engine_greedy(kind, train, ENGINE_ADAPTERS, engine_prompts, max_tokens=12)
+    for name in ENGINE_ADAPTERS:
+        assert served[name] == reference_greedy(train.model, train(name, None).adapter_dir, engine_prompts, 12), name
