@@ -180,19 +180,47 @@ def test_deepspeed_zero_on_two_workers_follows_the_lora_curve(train, stage: int,
     assert_same_adapter(train("lora1", BASE).adapter_dir, r.adapter_dir)
 
 
-def test_deepspeed_resumes_from_its_checkpoint_like_an_undisturbed_run(train, tmp_path: Path) -> None:
-    """One epoch, then the same run name asked for two: the second call restores every rank's
-    ZeRO shard (weights and optimizer states) after epoch 1 and ends where one 2-epoch run does."""
-    cfg = dataclasses.replace(TWO_WORKERS, strategy="deepspeed", zero_stage=2)
-    first = train("ds-resume-1", dataclasses.replace(cfg, epochs=1), run_name="ds-resume")
-    assert first.resumed_from_epoch == 0
-    resumed = train_adapter(base_model=train.model, train_path=train.data,
-                            cfg=cfg, adapter_dir=str(tmp_path / "adapter"), storage_path=str(train.root),
-                            run_name="ds-resume", use_gpu=False)
-    clean = train("zero2", cfg)
-    assert resumed.resumed_from_epoch == 1
-    assert_same_curve(clean, resumed, rtol=1e-5)
-    assert_same_adapter(clean.adapter_dir, str(tmp_path / "adapter"), atol=1e-5)
+@pytest.mark.slow
+def test_a_killed_deepspeed_run_resumes_every_shard_and_ends_like_an_undisturbed_one(
+    ray_cluster, tiny_model: str, tmp_path: Path
+) -> None:
+    """ZeRO-2 on two workers: both are SIGKILLed once epoch 1's checkpoint is registered; Ray
+    Train restarts them (FailureConfig), each restores its ZeRO shard (LoRA weights, optimizer
+    states) and the run ends where an undisturbed one does."""
+    import os
+    import signal
+    import threading
+    import time
+
+    from ray.util.state import list_actors
+    from transformers import AutoTokenizer
+
+    rows = sample_rows(AutoTokenizer.from_pretrained(tiny_model), 24)  # a longer epoch 2 to kill in
+    kwargs = dict(base_model=tiny_model, train_path=write_parquet(tmp_path / "train", rows),
+                  cfg=dataclasses.replace(TWO_WORKERS, strategy="deepspeed", zero_stage=2),
+                  storage_path=str(tmp_path), use_gpu=False)
+    out: dict[str, object] = {}
+
+    def killed_run() -> None:
+        out["killed"] = train_adapter(adapter_dir=str(tmp_path / "killed"), run_name="k", **kwargs)
+
+    thread = threading.Thread(target=killed_run)
+    thread.start()
+    snapshot = tmp_path / "k" / "checkpoint_manager_snapshot.json"  # written once registered
+    deadline = time.monotonic() + 600
+    while not snapshot.exists() and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    workers = list_actors(address=ray_cluster.get_runtime_context().gcs_address,
+                          filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
+    assert workers, "the run ended before its workers could be killed"
+    for worker in workers:
+        os.kill(worker.pid, signal.SIGKILL)
+    thread.join()
+    clean = train_adapter(adapter_dir=str(tmp_path / "clean"), run_name="c", **kwargs)
+    killed = out["killed"]
+    assert killed.resumed_from_epoch == 1 and clean.resumed_from_epoch == 0
+    assert_same_curve(clean, killed, rtol=1e-5)
+    assert_same_adapter(str(tmp_path / "clean"), str(tmp_path / "killed"), atol=1e-6)
 
 
 @pytest.mark.parametrize("quantization,workers", [("4bit", 2), ("8bit", 1)])
@@ -274,3 +302,27 @@ def test_engines_serve_each_stacks_adapter_as_transformers_and_peft_apply_it(
     served = engine_greedy(kind, train, ENGINE_ADAPTERS, engine_prompts, max_tokens=12)
     for name in ENGINE_ADAPTERS:
         assert served[name] == reference_greedy(train.model, train(name, None).adapter_dir, engine_prompts, 12), name
+
+
+# --- the real embedded model (slow) --------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("changes", [{"quantization": "4bit"}, {"num_workers": 2, "grad_accum": 1}],
+                         ids=["qlora-4bit", "ddp-2-workers"])
+def test_the_embedded_model_trains_with_qlora_and_with_two_ddp_workers(
+    ray_cluster, tmp_path: Path, changes: dict
+) -> None:
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from axiom_ray.models import resolve_model
+
+    model = resolve_model("default")
+    train_path = write_parquet(tmp_path / "train", sample_rows(AutoTokenizer.from_pretrained(model), 4))
+    cfg = TrainingConfig(epochs=1, grad_accum=2, cpus_per_worker=1, **changes)
+    r = train_adapter(base_model=model, train_path=train_path, adapter_dir=str(tmp_path / "adapter"),
+                      cfg=cfg, storage_path=str(tmp_path), run_name="checkpoints", use_gpu=False)
+    assert r.steps == 2 and r.global_batch == 2 and all(math.isfinite(x) for x in r.losses)
+    assert r.peak_memory_mb > 0
+    PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model), r.adapter_dir)
