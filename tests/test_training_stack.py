@@ -131,6 +131,20 @@ def test_refusals_name_the_option_and_what_to_do() -> None:
     stack.check_stack(dataclasses.replace(BASE, strategy="deepspeed"), use_gpu=False)
 
 
+def test_the_plan_counts_every_train_worker_before_the_run() -> None:
+    from axiom_ray.placement import PlanError, make_plan
+
+    cfg = build_config(overrides=["training.num_workers=3", "training.cpus_per_worker=2",
+                                  "generation.num_cpus=1"])
+    plan = make_plan(cfg, {"CPU": 7.0})  # 1 generator + 3 x 2 train CPUs
+    assert plan.train_workers == 3 and "3 train worker(s) x 0 GPU / 2 CPU" in plan.describe()
+    with pytest.raises(PlanError, match=r"needs 7 CPU \(cluster has 6\).*training.num_workers"):
+        make_plan(cfg, {"CPU": 6.0})
+    gpu = build_config(overrides=["training.num_workers=4", "generation.num_gpus=0"])
+    with pytest.raises(PlanError, match=r"needs 4 GPU .*cluster has 2"):
+        make_plan(gpu, {"CPU": 64.0, "GPU": 2.0})
+
+
 def test_a_refused_stack_stops_before_any_ray_train_work(
     ray_cluster, tiny_model: str, data: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -167,7 +181,9 @@ def test_two_ddp_workers_follow_the_one_worker_curve_with_the_same_global_batch(
     assert one.losses[-1] < one.losses[0]
 
 
-@pytest.mark.parametrize("stage,offload", [(2, False), (3, False), (2, True)],
+# Offload and 8-bit are slow-marked to keep the suite's budget (each is one more ~20 s fit here).
+@pytest.mark.parametrize("stage,offload", [(2, False), (3, False),
+                                           pytest.param(2, True, marks=pytest.mark.slow)],
                          ids=["zero2", "zero3", "zero2-offload"])
 def test_deepspeed_zero_on_two_workers_follows_the_lora_curve(train, stage: int, offload: bool) -> None:
     cfg = dataclasses.replace(TWO_WORKERS, strategy="deepspeed", zero_stage=stage, offload_optimizer=offload)
@@ -223,7 +239,7 @@ def test_a_killed_deepspeed_run_resumes_every_shard_and_ends_like_an_undisturbed
     assert_same_adapter(str(tmp_path / "clean"), str(tmp_path / "killed"), atol=1e-6)
 
 
-@pytest.mark.parametrize("quantization,workers", [("4bit", 2), ("8bit", 1)])
+@pytest.mark.parametrize("quantization,workers", [("4bit", 2), pytest.param("8bit", 1, marks=pytest.mark.slow)])
 def test_qlora_trains_a_normal_adapter_on_a_quantized_base(train, quantization: str, workers: int) -> None:
     cfg = dataclasses.replace(BASE if workers == 1 else TWO_WORKERS, quantization=quantization)
     r = train(f"qlora-{quantization}", cfg)
