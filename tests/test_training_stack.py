@@ -342,3 +342,15 @@ def test_the_embedded_model_trains_with_qlora_and_with_two_ddp_workers(
     assert r.steps == 2 and r.global_batch == 2 and all(math.isfinite(x) for x in r.losses)
     assert r.peak_memory_mb > 0
     PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(model), r.adapter_dir)
+
+
+def test_the_report_names_the_stack_and_the_global_batch() -> None:
+    from axiom_ray.report.details import _training_stack
+
+    cfg = build_config(overrides=["training.strategy=deepspeed", "training.zero_stage=3", "training.num_workers=4",
+                                  "training.grad_accum=2", "training.offload_optimizer=true"]).to_dict()["training"]
+    assert _training_stack(lambda key: cfg.get(key.split(".", 1)[1], "—")) == (
+        "LoRA, DeepSpeed ZeRO-3, optimizer offloaded to CPU, 4 worker(s); global batch 1 x 2 x 4 = 8")
+    old = {"num_workers": 1, "batch_size": 1, "grad_accum": 1}  # a manifest from before the stack keys
+    assert _training_stack(lambda key: old.get(key.split(".", 1)[1], "—")) == (
+        "LoRA, DDP, 1 worker(s); global batch 1 x 1 x 1 = 1")
