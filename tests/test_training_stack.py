@@ -336,7 +336,7 @@ def test_the_embedded_model_trains_with_qlora_and_with_two_ddp_workers(
 
     model = resolve_model("default")
     train_path = write_parquet(tmp_path / "train", sample_rows(AutoTokenizer.from_pretrained(model), 4))
-    cfg = TrainingConfig(epochs=1, grad_accum=2, cpus_per_worker=1, **changes)
+    cfg = dataclasses.replace(TrainingConfig(epochs=1, grad_accum=2, cpus_per_worker=1), **changes)
     r = train_adapter(base_model=model, train_path=train_path, adapter_dir=str(tmp_path / "adapter"),
                       cfg=cfg, storage_path=str(tmp_path), run_name="checkpoints", use_gpu=False)
     assert r.steps == 2 and r.global_batch == 2 and all(math.isfinite(x) for x in r.losses)
