@@ -116,8 +116,13 @@ def main() -> None:
     import ray
 
     if not ray.is_initialized():
+        import socket
+
+        with socket.socket() as sock:  # a free port: 8265 belongs to scripts/run.sh's cluster
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
         ray.init(address=os.environ.get("RAY_ADDRESS", "local"), include_dashboard=True,
-                 log_to_driver=False)
+                 dashboard_host="127.0.0.1", dashboard_port=port, log_to_driver=False)
     scratch = Path(tempfile.mkdtemp(prefix="axiom-bench-train-"))
     model = model_folder(args.model, scratch)
     rows = synthetic_rows(model, args.rows, args.tokens)
