@@ -124,6 +124,22 @@ RUN_FLAGS: list[RunFlag] = [
     RunFlag("--grad-accum", "training.grad_accum", int, "gradient accumulation steps", "training",
             ("iterate", "train")),
     RunFlag("--lr", "training.lr", float, "learning rate", "training", ("iterate", "train")),
+    # The training stack (README, "Training"): training/stack.py refuses what this machine cannot run.
+    RunFlag("--train-workers", "training.num_workers", int,
+            "Ray Train workers; the SFT set is sharded across them and the global batch is batch-size x "
+            "grad-accum x workers", "training", ("iterate", "train")),
+    RunFlag("--strategy", "training.strategy", _one_of("ddp", "deepspeed"),
+            "ddp: torch DDP, each worker holds the whole model (fits one device: the fastest); deepspeed: "
+            "DeepSpeed ZeRO shards gradients and optimizer states (stage 2) or also the weights (--zero-stage 3) "
+            "across workers, for a model whose training state does not fit one device; "
+            "--set training.offload_optimizer=true keeps optimizer states in host memory", "training",
+            ("iterate", "train")),
+    RunFlag("--zero-stage", "training.zero_stage", int, "DeepSpeed ZeRO stage, 2 or 3", "training",
+            ("iterate", "train")),
+    RunFlag("--quantization", "training.quantization", _one_of("none", "4bit", "8bit"),
+            "QLoRA: load the frozen base through bitsandbytes (4bit: nf4 + double quantization; 8bit: LLM.int8) "
+            "when the full-precision base does not fit the device; slower per token, the adapter is a normal "
+            "one for the unquantized base; needs --strategy ddp", "training", ("iterate", "train")),
     RunFlag("--max-per-problem", "data.max_per_problem", int, "training examples kept per problem after dedupe",
             "training", ("iterate", "train")),
     RunFlag("--eval-problems", "evaluation.problems", str, "held-out problems for evaluation; '' disables it",

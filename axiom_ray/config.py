@@ -129,6 +129,18 @@ class TrainingConfig:
     # validation loss is measured, and training stops (keeping the best epoch's adapter) once it
     # rises. 0 trains every epoch on every example; sets under 8 examples are never split.
     val_fraction: float = 0.0
+    # The training stack (README, "Training"; training/stack.py checks what this machine can run).
+    # ddp: torch DDP over num_workers (one worker: plain LoRA). deepspeed: DeepSpeed ZeRO inside
+    # the same TorchTrainer, for a model whose weights, gradients and optimizer states do not fit
+    # one device: zero_stage 2 shards gradients and optimizer states, 3 also the weights;
+    # offload_optimizer keeps the optimizer states in host memory.
+    strategy: str = "ddp"  # ddp | deepspeed
+    zero_stage: int = 2  # 2 | 3 (strategy=deepspeed)
+    offload_optimizer: bool = False  # strategy=deepspeed only
+    # QLoRA: the frozen base loaded through bitsandbytes (4bit: nf4 + double quantization, bf16
+    # compute on GPU; 8bit: LLM.int8), peft's k-bit preparation, gradient checkpointing on. The
+    # adapter it saves is a normal peft adapter for the unquantized base.
+    quantization: str = "none"  # none | 4bit | 8bit
 
     def __post_init__(self) -> None:
         _require(self.lora_r >= 1, "training.lora_r", "must be >= 1")
@@ -141,6 +153,17 @@ class TrainingConfig:
         _require(0.0 <= self.val_fraction < 0.5, "training.val_fraction", "must be in [0, 0.5)")
         _require(self.use_gpu in ("auto", "true", "false"), "training.use_gpu",
                  "auto, true or false")
+        _require(self.strategy in ("ddp", "deepspeed"), "training.strategy", "ddp or deepspeed")
+        _require(self.zero_stage in (2, 3), "training.zero_stage", "2 or 3")
+        _require(self.quantization in ("none", "4bit", "8bit"), "training.quantization",
+                 "none, 4bit or 8bit")
+        _require(not self.offload_optimizer or self.strategy == "deepspeed", "training.offload_optimizer",
+                 "needs training.strategy=deepspeed (DDP keeps the optimizer on the device)")
+        # bitsandbytes' packed weights cannot be sharded or re-cast by DeepSpeed's engine: QLoRA
+        # runs under DDP (one worker, or one replica of the quantized base per worker).
+        _require(self.quantization == "none" or self.strategy == "ddp", "training.quantization",
+                 f"{self.quantization} needs training.strategy=ddp (DeepSpeed cannot shard a "
+                 "bitsandbytes-quantized base); drop the quantization or use strategy=ddp")
 
 
 @dataclass(frozen=True)

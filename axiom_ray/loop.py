@@ -49,6 +49,7 @@ from axiom_ray.sandbox import LEVELS, SandboxUnavailable, detect_isolation
 from axiom_ray.storage import is_local, normalize_uri
 from axiom_ray.tracking import RunTracker, check_backends, open_tracking
 from axiom_ray.training import EmptyTrainingSet, train_adapter
+from axiom_ray.training.stack import check_stack
 
 log = logging.getLogger(__name__)
 
@@ -244,7 +245,8 @@ class Loop:
         run.set_adapter(k, adapter_rel)
         out = {key: getattr(result, key) for key in (
             "examples", "dropped", "steps", "tokens", "train_seconds", "fit_seconds", "final_loss",
-            "tokens_per_second", "resumed_from_epoch", "val_examples", "val_losses", "best_epoch")}
+            "tokens_per_second", "resumed_from_epoch", "val_examples", "val_losses", "best_epoch",
+            "stack", "global_batch", "peak_memory_mb")}
         metrics.gauge("train_loss", result.final_loss, run=run.run_id)
         metrics.gauge("train_tokens_per_second", result.tokens_per_second, run=run.run_id)
         self.tracker.log_training(k, result)
@@ -317,6 +319,7 @@ def prepare(cfg: RunConfig, fork: bool = False, with_generators: bool = True) ->
     uri = normalize_uri(default_storage(cfg))
     check_storage_for_cluster(uri, alive_node_count(ray.nodes()), shared=cfg.shared_storage)
     plan = make_plan(cfg, ray.cluster_resources())
+    check_stack(cfg.training, plan.train_use_gpu)  # e.g. 4bit without bitsandbytes: refuse now
     log.info("plan: %s", plan.describe())
     run = RunDir.open_or_create(uri, cfg, fork=fork)
     run.manifest.set_problems([p.id for p in problems.train], [p.id for p in problems.eval])

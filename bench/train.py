@@ -2,17 +2,23 @@
 
     python bench/train.py --model tiny --repeat 3            # fit overhead (tiny random Llama)
     python bench/train.py --model default --rows 16 --tokens 300 --cpus-per-worker 2
+    python bench/train.py --model tiny --stacks all           # every training stack, ratios to LoRA
 
 Synthetic rows shaped like verified samples (a chat-rendered problem prompt, a fenced Python
 reply), about --tokens tokens each. Starts a local Ray cluster unless RAY_ADDRESS is set. Prints
 one JSON line per fit: overhead = fit_seconds - train_seconds (actors, process group, imports,
 model load, checkpoints); tokens_per_second counts every non-padding token through forward and
 backward.
+
+--stacks trains the same rows once per training stack (training/stack.py) and adds, per row,
+its tokens/s and peak memory (rank 0's peak RSS on CPU, peak CUDA allocation on GPU) as ratios
+to single-worker LoRA measured in the same run (always run first).
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -52,7 +58,29 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=1, help="Ray Train workers")
     p.add_argument("--cpus-per-worker", type=float, default=1, help="also torch's thread count")
     p.add_argument("--repeat", type=int, default=1, help="fits on the same cluster (later ones are warm)")
+    p.add_argument("--stacks", default="", help="comma-separated training stacks to compare, or 'all': "
+                   + ", ".join(STACKS))
     return p.parse_args()
+
+
+# name -> (TrainingConfig changes). Multi-worker stacks keep the global batch: grad_accum / workers.
+STACKS = {
+    "lora": {},
+    "ddp2": {"num_workers": 2},
+    "zero2": {"strategy": "deepspeed", "zero_stage": 2, "num_workers": 2},
+    "zero3": {"strategy": "deepspeed", "zero_stage": 3, "num_workers": 2},
+    "zero2-offload": {"strategy": "deepspeed", "zero_stage": 2, "offload_optimizer": True, "num_workers": 2},
+    "qlora-4bit": {"quantization": "4bit"},
+    "qlora-8bit": {"quantization": "8bit"},
+}
+
+
+def stack_config(cfg: TrainingConfig, name: str) -> TrainingConfig:
+    changes = dict(STACKS[name])
+    workers = changes.get("num_workers", 1)
+    if workers > 1:
+        changes["grad_accum"] = max(1, cfg.grad_accum // workers)
+    return dataclasses.replace(cfg, **changes)
 
 
 def model_folder(spec: str, scratch: Path) -> str:
@@ -88,8 +116,13 @@ def main() -> None:
     import ray
 
     if not ray.is_initialized():
+        import socket
+
+        with socket.socket() as sock:  # a free port: 8265 belongs to scripts/run.sh's cluster
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
         ray.init(address=os.environ.get("RAY_ADDRESS", "local"), include_dashboard=True,
-                 log_to_driver=False)
+                 dashboard_host="127.0.0.1", dashboard_port=port, log_to_driver=False)
     scratch = Path(tempfile.mkdtemp(prefix="axiom-bench-train-"))
     model = model_folder(args.model, scratch)
     rows = synthetic_rows(model, args.rows, args.tokens)
@@ -98,6 +131,9 @@ def main() -> None:
     cfg = TrainingConfig(epochs=args.epochs, batch_size=args.batch_size, grad_accum=args.grad_accum,
                          lora_r=args.lora_r, lora_alpha=2 * args.lora_r, num_workers=args.workers,
                          cpus_per_worker=args.cpus_per_worker, max_seq_len=max(1024, 2 * args.tokens))
+    if args.stacks:
+        compare_stacks(args, model, scratch, cfg)
+        return
     for i in range(args.repeat):
         r = train_adapter(base_model=model, train_path=str(scratch / "train"),
                           adapter_dir=str(scratch / f"adapter{i}"), cfg=cfg,
@@ -110,6 +146,23 @@ def main() -> None:
             "checkpoint_seconds": round(r.checkpoint_seconds, 2),
             "tokens_per_second": round(r.tokens_per_second, 1), "final_loss": round(r.final_loss, 4),
             "gpu": r.use_gpu,
+        }), flush=True)
+
+
+def compare_stacks(args: argparse.Namespace, model: str, scratch: Path, cfg: TrainingConfig) -> None:
+    names = list(STACKS) if args.stacks == "all" else ["lora", *[n for n in args.stacks.split(",") if n != "lora"]]
+    base = None
+    for name in names:
+        stack_cfg = stack_config(cfg, name)
+        r = train_adapter(base_model=model, train_path=str(scratch / "train"), adapter_dir=str(scratch / name),
+                          cfg=stack_cfg, storage_path=str(scratch), run_name=name, use_gpu=None)
+        base = base or r
+        print(json.dumps({
+            "stack": name, "describe": r.stack, "model": args.model, "steps": r.steps, "tokens": r.tokens,
+            "tokens_per_second": round(r.tokens_per_second, 1), "peak_memory_mb": round(r.peak_memory_mb),
+            "tokens_per_second_vs_lora": round(r.tokens_per_second / base.tokens_per_second, 3),
+            "peak_memory_vs_lora": round(r.peak_memory_mb / base.peak_memory_mb, 3),
+            "fit_seconds": round(r.fit_seconds, 1), "final_loss": round(r.final_loss, 4), "gpu": r.use_gpu,
         }), flush=True)
 
 

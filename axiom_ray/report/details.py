@@ -248,6 +248,7 @@ def config_blocks(run: RunData) -> list[Block]:
             f"epochs {c('training.epochs')}, lr {c('training.lr')}, "
             f"batch {c('training.batch_size')} x accum {c('training.grad_accum')}",
         ),
+        ("Training stack", _training_stack(c)),
         (
             "Training data",
             f"max {c('data.max_per_problem')} per problem, dedupe {c('data.dedupe')}, "
@@ -267,6 +268,22 @@ def config_blocks(run: RunData) -> list[Block]:
     else:
         blocks.append(Para("The manifest records no command line to reproduce this run."))
     return blocks
+
+
+def _training_stack(c: Any) -> str:
+    """Quantization, strategy, workers and the global batch (a manifest from before these keys
+    existed trained plain LoRA with DDP)."""
+    quant = c("training.quantization")
+    lora = "LoRA" if quant in ("none", "—") else f"QLoRA {quant}"
+    strategy = "DDP"
+    if c("training.strategy") == "deepspeed":
+        strategy = f"DeepSpeed ZeRO-{c('training.zero_stage')}"
+        if c("training.offload_optimizer") is True:
+            strategy += ", optimizer offloaded to CPU"
+    workers, batch, accum = c("training.num_workers"), c("training.batch_size"), c("training.grad_accum")
+    total = workers * batch * accum if all(isinstance(v, int) for v in (workers, batch, accum)) else "—"
+    return (f"{lora}, {strategy}, {workers} worker(s); global batch "
+            f"{batch} x {accum} x {workers} = {total}")
 
 
 def _curriculum_setting(run: RunData) -> str:

@@ -28,6 +28,7 @@ from axiom_ray.config import TrainingConfig
 from axiom_ray.models import resolve_model
 from axiom_ray.storage import filesystem
 from axiom_ray.training.data import fingerprint, load_examples, split_validation
+from axiom_ray.training.stack import check_stack, describe, global_batch
 
 logger = logging.getLogger(__name__)
 
@@ -57,6 +58,10 @@ class TrainResult:
     val_examples: int = 0  # held out of the round's own data to choose the epoch (0: none)
     val_losses: list[float] = field(default_factory=list)  # per epoch, mean per completion token
     best_epoch: int = 0  # the epoch whose adapter was kept (early stopping)
+    # the training stack (training/stack.py): what ran, and the examples per optimizer step
+    stack: str = ""  # e.g. "QLoRA 4bit, DDP, 2 worker(s), global batch 1 x 2 x 2 = 4"
+    global_batch: int = 0  # batch_size x grad_accum x num_workers
+    peak_memory_mb: float = 0.0  # rank 0: peak RSS on CPU, peak allocated CUDA memory on GPU
 
     @property
     def overhead_seconds(self) -> float:
@@ -129,7 +134,8 @@ def train_adapter(
     that dies is restarted up to `max_failures` times from the last epoch checkpoint, and calling
     again with the same `storage_path` and `run_name` resumes (a finished run returns at once).
     `init_adapter` continues training an existing adapter (cfg.from_base=False).
-    Raises EmptyTrainingSet when no row is usable, before any cluster resource is taken.
+    Raises EmptyTrainingSet when no row is usable, and ConfigError when this machine cannot run
+    the training stack cfg asks for (training/stack.py), both before any cluster resource is taken.
     """
     # Both import torch: the driver loads them only when it trains.
     from ray.train.torch import TorchTrainer
@@ -139,6 +145,7 @@ def train_adapter(
     examples, dropped, pad_id = load_examples(resolve_model(base_model), train_path, cfg.max_seq_len)
     examples, val_examples = split_validation(examples, cfg.val_fraction, cfg.seed)
     gpu = resolve_use_gpu(cfg, use_gpu)
+    check_stack(cfg, gpu)
     job = WorkerJob(cfg=cfg, base_model=base_model, init_adapter=init_adapter, examples=ray.put(examples),
                     val_examples=ray.put(val_examples), pad_id=pad_id,
                     fingerprint=fingerprint(examples, base_model, init_adapter, cfg))
@@ -158,8 +165,8 @@ def train_adapter(
             checkpoint_config=ray.train.CheckpointConfig(num_to_keep=1),
         ),
     )
-    logger.info("training on %d examples (%d held out for validation, %d dropped), %d worker(s), %s, "
-                "%d epoch(s)", len(examples), len(val_examples), dropped, cfg.num_workers,
+    logger.info("training on %d examples (%d held out for validation, %d dropped), %s, %s, "
+                "%d epoch(s)", len(examples), len(val_examples), dropped, describe(cfg),
                 "GPU" if gpu else "CPU", cfg.epochs)
     start = time.perf_counter()
     with _fast_controller_polling():
@@ -169,7 +176,7 @@ def train_adapter(
         raise RuntimeError(f"training run {run_name} finished without a checkpoint")
     copy_adapter(result.checkpoint.path, adapter_dir, src_fs=result.checkpoint.filesystem)
     out = dataclasses.replace(_summarise(result.return_value, adapter_dir, examples, dropped, fit_seconds, gpu),
-                              val_examples=len(val_examples))
+                              val_examples=len(val_examples), stack=describe(cfg), global_batch=global_batch(cfg))
     logger.info(
         "trained %d steps, %d tokens in %.1fs (%.0f tokens/s), fit %.1fs (setup %.1fs, "
         "checkpoints %.1fs), final loss %.4f -> %s",
@@ -200,4 +207,5 @@ def _summarise(ret: dict[str, Any], adapter_dir: str, examples: list[Any], dropp
         use_gpu=gpu,
         val_losses=list(ret.get("val_losses", [])),
         best_epoch=ret.get("best_epoch", 0),
+        peak_memory_mb=ret.get("peak_memory_mb", 0.0),
     )

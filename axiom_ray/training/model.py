@@ -55,6 +55,37 @@ def lora_target_modules(model: Any, spec: str) -> list[str]:
     return names
 
 
+def quantization_config(quantization: str, device: torch.device) -> Any:
+    """bitsandbytes' settings for `quantization` (4bit: QLoRA's nf4 with double quantization,
+    bf16 compute on GPU, float32 on CPU where bitsandbytes' CPU kernels compute; 8bit: LLM.int8)."""
+    from transformers import BitsAndBytesConfig
+
+    if quantization == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=torch.bfloat16 if device.type == "cuda" else torch.float32,
+    )
+
+
+def load_base(base_model: str, quantization: str, device: torch.device) -> Any:
+    """The frozen base model on `device`: full precision, or quantized and prepared for k-bit
+    training (norms in float32, input gradients on, gradient checkpointing on) as QLoRA does."""
+    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    if quantization == "none":
+        return AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype).to(device)
+    from peft import prepare_model_for_kbit_training
+
+    base = AutoModelForCausalLM.from_pretrained(
+        base_model, dtype=dtype, quantization_config=quantization_config(quantization, device),
+        device_map={"": device})
+    # Non-reentrant checkpointing: the reentrant kind breaks DDP's one-reduction-per-parameter.
+    return prepare_model_for_kbit_training(
+        base, use_gradient_checkpointing=True, gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 def build_model(
     base_model: str,
     cfg: TrainingConfig,
@@ -65,10 +96,10 @@ def build_model(
     """The base model with a trainable LoRA adapter: fresh (seeded), or loaded from `adapter`.
 
     float32 on CPU (exact; bf16 autocast showed no reliable gain on the 2-core dev machine),
-    bf16 on GPU; peft keeps the adapter weights themselves in float32 either way.
+    bf16 on GPU; peft keeps the adapter weights themselves in float32 either way. With
+    cfg.quantization the frozen base is loaded through bitsandbytes (QLoRA, `load_base`).
     """
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
-    base = AutoModelForCausalLM.from_pretrained(base_model, dtype=dtype).to(device)
+    base = load_base(base_model, cfg.quantization, device)
     base.config.use_cache = False  # no KV cache while training: saves memory, same loss
     if adapter:
         return PeftModel.from_pretrained(base, adapter, is_trainable=True)

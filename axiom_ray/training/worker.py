@@ -3,7 +3,9 @@
 Each worker takes its own deterministic shard of the examples, trains the LoRA adapter on the
 completion tokens only, reports loss and tokens/s each optimizer step and checkpoints the
 adapter (plus optimizer and progress) at the end of each epoch; a restarted worker resumes from
-the latest checkpoint of the same data and settings. torch and Ray Train are imported at the
+the latest checkpoint of the same data and settings. Under training.strategy=ddp the model is
+wrapped in torch DDP (more than one worker); under deepspeed in a DeepSpeed ZeRO engine
+(`_DeepSpeed`), whose checkpoint every rank writes its shard of. torch and Ray Train are imported at the
 top: only Ray Train's workers import this module (training/job.py imports it lazily).
 """
 
@@ -38,12 +40,13 @@ from axiom_ray.training.data import (
     steps_per_epoch,
 )
 from axiom_ray.training.model import build_model, collate
+from axiom_ray.training.stack import MAX_GRAD_NORM, deepspeed_config
 
 logger = logging.getLogger(__name__)
 
 STATE_FILE = "train_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
-MAX_GRAD_NORM = 1.0
+DEEPSPEED_TAG = "deepspeed"  # the folder of DeepSpeed's engine checkpoint inside a Ray checkpoint
 LOG_EVERY_S = 5.0  # at most one progress line per this many seconds (plus the first and last)
 
 
@@ -95,6 +98,16 @@ def _all_reduce_sum(values: list[float], world: int) -> list[float]:
     return t.tolist()
 
 
+def _peak_memory_mb(device: torch.device) -> float:
+    """This process's peak memory: allocated CUDA memory on GPU, resident set size on CPU (the
+    Ray Train worker is a fresh process per fit, so the peak is this run's)."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
 def _progress_bar(total: int, initial: int) -> Any:
     """A tqdm bar when someone watches a terminal (a Ray worker's stderr is a file: off)."""
     return tqdm(total=total, initial=initial, desc="train", disable=not sys.stderr.isatty())
@@ -126,11 +139,19 @@ class TrainWorker:
         model = build_model(base, cfg, adapter=adapter, device=self.device)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr)
-        if opt_state is not None:
-            self.optimizer.load_state_dict(opt_state)
         model.train()
         self.peft_model = model
-        self.model = ray.train.torch.prepare_model(model, move_to_device=False)  # DDP if world > 1
+        self.deepspeed: _DeepSpeed | None = None
+        if cfg.strategy == "deepspeed":
+            self.deepspeed = _DeepSpeed(model, self.optimizer, cfg, self.device)
+            self.model = self.deepspeed.engine
+            self.optimizer = self.deepspeed.engine.optimizer  # the learning rate is set on its groups
+            if adapter is not None and self.progress.epochs_done:
+                self.deepspeed.load(adapter)
+        else:
+            if opt_state is not None:
+                self.optimizer.load_state_dict(opt_state)
+            self.model = ray.train.torch.prepare_model(model, move_to_device=False)  # DDP if world > 1
         self.total_steps = steps_per_epoch(len(self.examples), cfg, self.world) * cfg.epochs
         self.setup_seconds = time.perf_counter() - start
         self.report_seconds = 0.0
@@ -152,7 +173,8 @@ class TrainWorker:
             return fresh
         if progress.epochs_done:
             self.log.info("resuming after epoch %d (step %d)", progress.epochs_done, progress.steps)
-        opt_state = torch.load(os.path.join(local, OPTIMIZER_FILE), weights_only=True)
+        optimizer_file = os.path.join(local, OPTIMIZER_FILE)  # DeepSpeed keeps its own: none here
+        opt_state = torch.load(optimizer_file, weights_only=True) if os.path.exists(optimizer_file) else None
         return local, progress, opt_state
 
     def run(self) -> dict[str, Any] | None:
@@ -213,17 +235,25 @@ class TrainWorker:
         loss_sum, tokens = 0.0, 0
         for i, batch in enumerate(batches):
             last = i == len(batches) - 1
-            # DDP all-reduces gradients on each backward; only the window's last one needs it.
-            no_sync = self.world > 1 and not last
-            with self.model.no_sync() if no_sync else contextlib.nullcontext():
-                loss = self._loss(batch)
-                # DDP averages over workers; this scale makes the result the global token mean.
-                (loss * self.world / max(label_tokens, 1.0)).backward()
+            # DDP and DeepSpeed average over workers; this scale makes the result the global
+            # token mean.
+            scale = self.world / max(label_tokens, 1.0)
+            if self.deepspeed is not None:
+                loss = self.deepspeed.backward(batch, self._loss, scale, boundary=last)
+            else:
+                # DDP all-reduces gradients on each backward; only the window's last one needs it.
+                no_sync = self.world > 1 and not last
+                with self.model.no_sync() if no_sync else contextlib.nullcontext():
+                    loss = self._loss(batch)
+                    (loss * scale).backward()
             loss_sum += float(loss.detach())
             tokens += int(batch["attention_mask"].sum())
-        torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        if self.deepspeed is not None:
+            self.deepspeed.engine.step()  # clips (gradient_clipping), steps, zeroes the gradients
+        else:
+            torch.nn.utils.clip_grad_norm_(self.params, MAX_GRAD_NORM)
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
         loss_sum, tokens_all = _all_reduce_sum([loss_sum, float(tokens)], self.world)
         return loss_sum, label_tokens, tokens_all
 
@@ -275,16 +305,22 @@ class TrainWorker:
         return loss_sum / max(tokens, 1.0)
 
     def checkpoint(self) -> None:
-        """End-of-epoch checkpoint: rank 0 saves (the adapter is the same on every rank) and
-        every rank reports (report is a barrier)."""
+        """End-of-epoch checkpoint: rank 0 saves the adapter (the same on every rank) and the
+        progress; under DDP also the optimizer, and only rank 0 reports a folder. Under DeepSpeed
+        every rank writes its shard of the engine's checkpoint and reports its folder (Ray Train
+        merges them into one). Every rank reports: report is a barrier."""
         start = time.perf_counter()
         p = self.progress
         metrics = {"epoch": p.epochs_done, "step": p.steps, "loss": p.losses[-1] if p.losses else 0.0}
         checkpoint = None
-        if self.rank == 0:
-            folder = tempfile.mkdtemp(prefix="ckpt-", dir=self.tmp)
+        folder = tempfile.mkdtemp(prefix="ckpt-", dir=self.tmp)
+        if self.deepspeed is not None:
+            self.deepspeed.save(folder, self.peft_model, self.rank)
+            checkpoint = ray.train.Checkpoint.from_directory(folder)
+        elif self.rank == 0:
             self.peft_model.save_pretrained(folder)
             torch.save(self.optimizer.state_dict(), os.path.join(folder, OPTIMIZER_FILE))
+        if self.rank == 0:
             with open(os.path.join(folder, STATE_FILE), "w") as f:
                 json.dump(asdict(p), f)
             checkpoint = ray.train.Checkpoint.from_directory(folder)
@@ -298,7 +334,56 @@ class TrainWorker:
             "report_seconds": self.report_seconds,
             "checkpoint_seconds": self.checkpoint_seconds,
             "resumed_from_epoch": self.resumed_from,
+            "peak_memory_mb": _peak_memory_mb(self.device),
         }
+
+
+class _DeepSpeed:
+    """The model inside a DeepSpeed ZeRO engine (training.strategy=deepspeed), as Ray Train
+    documents it: deepspeed.initialize inside the TorchTrainer worker, on the process group Ray
+    Train already set up (gloo on CPU, where DeepSpeed's CPU accelerator uses it when oneCCL is
+    absent; NCCL on GPU)."""
+
+    def __init__(self, model: Any, optimizer: Any, cfg: TrainingConfig, device: torch.device) -> None:
+        # DeepSpeed picks its accelerator at import: CPU workers on a GPU node must say so.
+        os.environ.setdefault("DS_ACCELERATOR", "cuda" if device.type == "cuda" else "cpu")
+        import deepspeed
+
+        self.deepspeed = deepspeed
+        self.stage = cfg.zero_stage
+        self.engine, *_ = deepspeed.initialize(
+            model=model, optimizer=optimizer, config=deepspeed_config(cfg, bf16=device.type == "cuda"),
+            dist_init_required=False)
+
+    def backward(self, batch: dict[str, torch.Tensor], loss_fn: Any, scale: float, *,
+                 boundary: bool) -> torch.Tensor:
+        """One micro-batch's forward and backward; `boundary` marks the window's last, after
+        which engine.step() updates (the loop's windows can end short, so the loop says)."""
+        self.engine.set_gradient_accumulation_boundary(boundary)
+        loss = loss_fn(batch)
+        self.engine.backward(loss * scale)
+        return loss
+
+    def lora_params(self, model: Any) -> list[torch.nn.Parameter]:
+        return [p for p in model.parameters() if p.requires_grad]
+
+    def save(self, folder: str, model: Any, rank: int) -> None:
+        """Every rank writes its shard of the engine checkpoint (trainable weights and optimizer
+        states only); rank 0 also a normal peft adapter. Under ZeRO-3 the LoRA weights are
+        sharded: gathered on every rank (a collective) while rank 0 saves them."""
+        self.engine.save_checkpoint(folder, tag=DEEPSPEED_TAG, exclude_frozen_parameters=True)
+        gathered = (self.deepspeed.zero.GatheredParameters(self.lora_params(model), modifier_rank=None)
+                    if self.stage == 3 else contextlib.nullcontext())
+        with gathered:
+            if rank == 0:
+                model.save_pretrained(folder)
+
+    def load(self, folder: str) -> None:
+        """Restore the engine (LoRA weights, optimizer states) from a checkpoint `save` wrote."""
+        path, _ = self.engine.load_checkpoint(folder, tag=DEEPSPEED_TAG, load_module_strict=False,
+                                              load_optimizer_states=True, load_lr_scheduler_states=False)
+        if path is None:
+            raise RuntimeError(f"no DeepSpeed checkpoint under {folder}/{DEEPSPEED_TAG}")
 
 
 def train_loop(config: dict[str, WorkerJob]) -> dict[str, Any] | None:
