@@ -79,7 +79,7 @@ def auth_problem(environ: Mapping[str, str]) -> str | None:
     )
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m axiom_ray.node_check",
         description="Refuse to start a Ray node that lacks what axiom-ray needs (kernel "
@@ -96,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="fail unless RAY_AUTH_MODE=token (KubeRay >= 1.5.1 sets it)",
     )
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     node = socket.gethostname()
     problems: list[str] = []
     if LEVELS.index(args.min_isolation) >= LEVELS.index("landlock"):

@@ -180,10 +180,8 @@ def test_install_script_gives_a_fresh_venv_exactly_the_cpu_lock(tmp_path):
     tree = tmp_path / "axiom-ray"
     tracked_tree(tree)
     venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
-    # --without-pip + ensurepip: the venv's own pip, not one borrowed from this interpreter.
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
     py = venv / "bin" / "python"
-    subprocess.run([str(py), "-m", "ensurepip", "-q"], check=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("VIRTUAL_ENV", "PYTHON"))}
     env["AXIOM_CACHE_DIR"] = str(tmp_path / "cache")
     r = subprocess.run(
