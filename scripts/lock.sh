@@ -12,7 +12,7 @@
 # Each lock ends with a stamp of the pyproject lines it was made from; tests/test_lock.py fails
 # when pyproject.toml and a lock disagree: rerun this script then.
 #
-#   bash scripts/lock.sh        # about 40 s with a warm uv cache (measured here)
+#   bash scripts/lock.sh        # 21-34 s with uv's cache warm, 56 s with it empty (measured here)
 #
 # The resolver is uv (pinned below, installed into a cache venv on first use). uv does not read
 # pip's configuration, so the CPU torch wheel's location is passed explicitly:
