@@ -562,6 +562,31 @@ def test_the_prune_check_sees_unknown_and_misplaced_fields():
     assert any("replicas" in e for e in schema_errors(document, crd_schema("rayclusters")))
 
 
+def test_kuberay_operator_validation_rules_that_apply():
+    """The rules KubeRay v1.5.1's operator checks beyond the schema
+    (ray-operator/controllers/ray/utils/validation.go) that these manifests touch."""
+    from packaging.version import Version
+
+    dns1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+    rayjob, cluster = load("kuberay/rayjob.yaml"), load("kuberay/raycluster.yaml")
+    assert dns1035.match(cluster["metadata"]["name"]) and len(cluster["metadata"]["name"]) <= 53
+    assert dns1035.match(rayjob["metadata"]["name"]) and len(rayjob["metadata"]["name"]) <= 47
+    for spec in (rayjob["spec"]["rayClusterSpec"], cluster["spec"]):
+        if spec.get("authOptions", {}).get("mode") == "token":
+            assert Version(spec["rayVersion"]) >= Version("2.52.0")  # token auth needs Ray 2.52+
+        for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:
+            assert "labels" not in group["rayStartParams"]
+            if group.get("resources"):  # group-level resources exclude rayStartParams' own
+                assert not {"num-cpus", "num-gpus", "memory", "resources"} & set(
+                    group["rayStartParams"]
+                )
+    spec = rayjob["spec"]
+    yaml.safe_load(spec["runtimeEnvYAML"])
+    assert spec["activeDeadlineSeconds"] > 0 and spec["backoffLimit"] >= 0
+    assert spec["shutdownAfterJobFinishes"] or "ttlSecondsAfterFinished" not in spec
+    assert spec["submitterPodTemplate"]["spec"]["restartPolicy"] == "Never"
+
+
 def test_the_vendored_crds_are_the_version_the_guide_requires():
     guide = (CLUSTER / "README.md").read_text()
     assert f"KubeRay {KUBERAY_VERSION.lstrip('v')}" in guide
