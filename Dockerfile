@@ -17,7 +17,10 @@ ARG STACK=cpu
 # The image's user is `ray` (uid 1000, gid 100), as in the KubeRay pods' securityContext.
 WORKDIR /home/ray/axiom-ray
 COPY --chown=1000:100 . .
-RUN bash scripts/install_stack.sh "${STACK}" --python python --convert-model \
+# The CPU lock's torch is the 2.13.0+cpu wheel, which PyPI does not have: pip finds it on
+# PyTorch's CPU index (the lock's sha256 still decides what installs).
+RUN if [ "${STACK}" = cpu ]; then export PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu; fi \
+    && bash scripts/install_stack.sh "${STACK}" --python python --convert-model \
     && rm -rf /home/ray/.cache/pip
 # Fail the build, not the first job, when the entry point or the model is missing.
 RUN python jobs/iterate.py --help >/dev/null \
