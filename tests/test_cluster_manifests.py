@@ -1,13 +1,19 @@
 """cluster/ validated without a cluster: every YAML/JSON parses, the launcher config passes
-Ray's own schema and preparation, the KubeRay manifests have what KubeRay and the code need,
-the Grafana panels query metrics that axiom_ray/metrics.py really exports, and the resource
-names and amounts fit the plan the code would make. Also the pure storage rule for multi-node
-clusters (axiom_ray/cluster_check.py) and the local cluster script's argument handling.
+Ray's own schema and preparation, the KubeRay manifests pass KubeRay's CRD schemas (vendored,
+tests/data/kuberay-v1.5.1) with no field the API server would prune, every node runs the
+project's image with its preflight (axiom_ray/node_check.py), writes storage under an identity,
+and asks for no more than its instance type has allocatable; the Grafana panels query metrics
+that axiom_ray/metrics.py really exports, and the resource names and amounts fit the plan the
+code would make. Also the pure storage rule for multi-node clusters (axiom_ray/cluster_check.py)
+and the local cluster script's argument handling.
 """
 
 from __future__ import annotations
 
 import copy
+import errno
+import functools
+import gzip
 import importlib.util
 import json
 import re
@@ -20,7 +26,7 @@ from typing import Any
 import pytest
 import yaml
 
-from axiom_ray import metrics
+from axiom_ray import metrics, node_check
 from axiom_ray.cluster_check import (
     NodeLocalStorageError,
     alive_node_count,
@@ -39,6 +45,15 @@ else:  # pragma: no cover - Python 3.10
 ROOT = Path(__file__).resolve().parent.parent
 CLUSTER = ROOT / "cluster"
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def project_version() -> str:
+    return PYPROJECT["project"]["version"]
+
+
+def project_image(stack: str = "gpu") -> str:
+    """The image the Dockerfile builds, as the manifests name it: REGISTRY/axiom-ray:VERSION-STACK."""
+    return f"axiom-ray:{project_version()}-{stack}"
 
 
 def ray_version() -> str:
@@ -161,14 +176,51 @@ def test_default_plan_fits_the_smallest_launcher_cluster(launcher):
     make_plan(big, launcher_resources(launcher, "max_workers"))
 
 
-def test_launcher_installs_the_gpu_extra_from_the_synced_tree(launcher):
-    installs = [c for c in launcher["setup_commands"] if re.search(r"pip install .*\[gpu\]", c)]
-    assert installs, "setup_commands must install the project with its gpu extra"
-    path = re.search(r"-e \"?([^\"\[]+)\[gpu\]", installs[0]).group(1)
-    assert launcher["file_mounts"].get(path) == ".", (
-        "the installed path must be the synced working tree"
-    )
-    assert "gpu" in PYPROJECT["project"]["optional-dependencies"]
+def test_launcher_runs_the_project_image_and_installs_nothing(launcher):
+    """Every node runs the image built from the Dockerfile (the locked GPU stack, the project and
+    the embedded model); a pip install on the node would drift from the lock."""
+    assert launcher["docker"]["image"].endswith("/" + project_image("gpu"))
+    commands = [
+        *launcher.get("initialization_commands", []),
+        *launcher.get("setup_commands", []),
+        *launcher.get("head_setup_commands", []),
+        *launcher.get("worker_setup_commands", []),
+    ]
+    assert not [c for c in commands if "pip install" in c], commands
+    registry = launcher["docker"]["image"].split("/")[0]
+    assert any(registry in c and "docker login" in c for c in launcher["initialization_commands"])
+
+
+# Ray's default AMI when ImageId is unset: Ubuntu 18.04 with Linux 5.4 (no Landlock).
+LANDLOCK_IMAGES = re.compile(
+    r"^(ami-[0-9a-f]{8,17}|resolve:ssm:/aws/service/deeplearning/ami/x86_64/"
+    r"[a-z0-9-]*ubuntu-(22|24)\.04/latest/ami-id)$"
+)
+
+
+def test_launcher_nodes_boot_an_image_with_a_landlock_kernel(launcher):
+    for name, t in launcher["available_node_types"].items():
+        image = t["node_config"].get("ImageId", "")
+        assert LANDLOCK_IMAGES.match(image), (
+            f"{name}: ImageId {image!r}: unset means Ray's default AMI (Linux 5.4, no Landlock)"
+        )
+
+
+def test_launcher_workers_run_the_node_preflight_before_joining(launcher):
+    commands = launcher["worker_start_ray_commands"]
+    check = [i for i, c in enumerate(commands) if "python -m axiom_ray.node_check" in c]
+    start = [i for i, c in enumerate(commands) if "ray start" in c]
+    assert check and start and check[0] < start[0]
+    assert "--min-isolation landlock" in commands[check[0]]
+    assert RunConfig().verifier.min_isolation == "landlock"  # what the preflight checks for
+
+
+def test_every_launcher_node_type_has_an_instance_profile(launcher):
+    """Every node writes the run directory (head: manifest; gpu: adapters and checkpoints; cpu:
+    Parquet), so every node type needs an identity with write access to the bucket."""
+    for name, t in launcher["available_node_types"].items():
+        arn = t["node_config"].get("IamInstanceProfile", {}).get("Arn", "")
+        assert re.fullmatch(r"arn:aws:iam::\d{12}:instance-profile/[\w+=,.@-]+", arn), name
 
 
 def test_launcher_start_commands(launcher):
@@ -179,8 +231,6 @@ def test_launcher_start_commands(launcher):
     assert "--address=$RAY_HEAD_IP:6379" in worker
     for cmds in (head, worker):
         assert "RAY_AUTH_MODE=token" in cmds  # token auth stays on for a real cluster
-    image = launcher["docker"]["image"]
-    assert image.startswith(f"rayproject/ray:{ray_version()}-"), image
     assert launcher["file_mounts"].get("~/.ray/auth_token") == "~/.ray/auth_token"
 
 
@@ -211,16 +261,18 @@ def test_rayjob_runs_the_iterate_entry_point(rayjob):
     check_storage_for_cluster(cfg.storage, 1 + sum(g["minReplicas"] for g in workers))
 
 
-def test_rayjob_runtime_env_has_the_code_and_the_projects_dependencies(rayjob):
+def dockerfile_workdir() -> str:
+    return re.findall(r"^WORKDIR (\S+)", (ROOT / "Dockerfile").read_text(), re.M)[-1]
+
+
+def test_rayjob_runs_the_images_own_checkout_with_the_images_packages(rayjob):
+    """The entry point's working_dir is the image's checkout (the submitter pod, which runs the
+    same image, uploads it); no pip in the runtime env: the image has the locked stack."""
     env = yaml.safe_load(rayjob["spec"]["runtimeEnvYAML"])
-    assert isinstance(env, dict) and env.get("working_dir")
-    pip = env["pip"]["packages"] if isinstance(env["pip"], dict) else env["pip"]
-    listed = {req_name(p) for p in pip}
-    project = PYPROJECT["project"]
-    wanted = {req_name(d) for d in project["dependencies"]} - {"ray"}  # the image brings Ray
-    wanted |= {req_name(d) for d in project["optional-dependencies"]["gpu"]}
-    assert wanted <= listed, f"missing from runtimeEnvYAML pip: {sorted(wanted - listed)}"
-    assert "ray" not in listed  # reinstalling Ray in a runtime env breaks the image's Ray
+    assert env["working_dir"] == dockerfile_workdir()
+    assert not {"pip", "uv", "conda"} & set(env), "packages come from the image (the lock)"
+    argv = shlex.split(rayjob["spec"]["entrypoint"])
+    assert (ROOT / argv[1]).is_file()  # jobs/iterate.py, relative to that checkout
 
 
 def test_raycluster_spec_has_head_gpu_and_cpu_groups(rayjob):
@@ -261,17 +313,69 @@ def test_kubernetes_resource_names(rayjob):
                 assert names <= {"cpu", "memory", "nvidia.com/gpu", "ephemeral-storage"}, names
 
 
-def test_every_pod_runs_as_uid_1000_with_the_pinned_image(rayjob):
+def test_every_pod_runs_as_uid_1000_with_the_project_image(rayjob):
     spec = rayjob["spec"]
     templates = [*pod_templates(spec["rayClusterSpec"]), spec["submitterPodTemplate"]]
     for template in templates:
         sc = template["spec"]["securityContext"]
         assert sc["runAsUser"] == 1000 and sc["runAsNonRoot"] is True
         for container in template["spec"]["containers"]:
-            assert container["image"].startswith(f"rayproject/ray:{ray_version()}-"), container[
-                "image"
-            ]
+            assert container["image"].endswith("/" + project_image("gpu")), container["image"]
             assert container["securityContext"]["allowPrivilegeEscalation"] is False
+
+
+def test_the_dockerfile_builds_on_the_pinned_ray_image():
+    text = (ROOT / "Dockerfile").read_text()
+    assert f"ARG BASE=rayproject/ray:{ray_version()}-py311-cpu" in text
+    assert (
+        f"--build-arg BASE=rayproject/ray:{ray_version()}-py311-gpu --build-arg STACK=gpu" in text
+    )
+    assert (
+        f"-t REGISTRY/{project_image('gpu')}" in text and f"REGISTRY/{project_image('cpu')}" in text
+    )
+    # py311 in the tags: the locks are resolved for Python 3.11.
+    assert "PYTHON_VERSION=3.11\n" in (ROOT / "scripts" / "lock.sh").read_text()
+
+
+def test_every_ray_pod_has_the_storage_service_account(rayjob):
+    account = load("kuberay/serviceaccount.yaml")
+    assert account["kind"] == "ServiceAccount"
+    assert account["metadata"]["annotations"]["eks.amazonaws.com/role-arn"].startswith(
+        "arn:aws:iam::"
+    )
+    for template in pod_templates(rayjob["spec"]["rayClusterSpec"]):
+        assert template["spec"].get("serviceAccountName") == account["metadata"]["name"]
+
+
+def test_no_pod_mounts_its_own_dev_shm(rayjob):
+    """KubeRay mounts a memory-backed /dev/shm sized to the container's memory limit; a smaller
+    one of our own would push Ray's object store to disk."""
+    for template in pod_templates(rayjob["spec"]["rayClusterSpec"]):
+        for container in template["spec"]["containers"]:
+            mounts = [m["mountPath"] for m in container.get("volumeMounts", [])]
+            assert "/dev/shm" not in mounts, container["name"]
+        for volume in template["spec"].get("volumes", []):
+            assert volume.get("emptyDir", {}).get("medium") != "Memory", volume["name"]
+
+
+def ray_container_args(template: dict[str, Any]) -> str:
+    return " ".join(template["spec"]["containers"][0].get("args", []))
+
+
+def test_every_ray_container_runs_the_preflight_before_ray_start(rayjob):
+    """KubeRay runs a container's own args, then `&& ... ray start` (when the args do not
+    contain `ray start` themselves): the preflight stops a pod whose operator dropped
+    authOptions (KubeRay < 1.5.1) or whose node kernel lacks Landlock."""
+    spec = rayjob["spec"]["rayClusterSpec"]
+    head = ray_container_args(spec["headGroupSpec"]["template"])
+    assert head.startswith("python -m axiom_ray.node_check") and "--require-token-auth" in head
+    assert "ray start" not in head
+    for group in spec["workerGroupSpecs"]:
+        args = ray_container_args(group["template"])
+        assert args.startswith("python -m axiom_ray.node_check"), group["groupName"]
+        assert "--require-token-auth" in args and "--min-isolation landlock" in args
+        assert "ray start" not in args
+        node_check.build_parser().parse_args(shlex.split(args)[3:])  # flags it really has
 
 
 def kuberay_resources(spec: dict[str, Any], count: str) -> dict[str, float]:
@@ -301,6 +405,222 @@ def test_standalone_raycluster_is_the_rayjobs_cluster(rayjob):
     cluster = load("kuberay/raycluster.yaml")
     assert cluster["apiVersion"] == "ray.io/v1" and cluster["kind"] == "RayCluster"
     assert cluster["spec"] == rayjob["spec"]["rayClusterSpec"]
+
+
+# --- requests that fit the instance types the manifests name --------------------------------------
+
+# vCPUs, GiB and the EKS AMI's max pods (eni-max-pods.txt: ENIs x (IPs per ENI - 1) + 2) of the
+# instance types cluster/ names; add a row when a manifest names another type.
+INSTANCE_TYPES = {
+    "m6i.2xlarge": (8, 32, 58),
+    "g6.2xlarge": (8, 32, 58),
+    "c7i.4xlarge": (16, 32, 234),
+}
+# What a node's DaemonSets request (VPC CNI, kube-proxy, EBS CSI, NVIDIA device plugin, a log and
+# a metrics agent), kept free on every node.
+DAEMONSET_CPU_M, DAEMONSET_MEMORY_MI = 500, 1024
+# A node reports somewhat less memory than the type's GiB (firmware and kernel reservations):
+# 96 % is below what EKS nodes of these sizes report.
+REPORTED_MEMORY = 0.96
+
+
+def eks_allocatable(instance_type: str) -> tuple[float, float]:
+    """(millicores, MiB) a pod can request on an EKS node of this type: capacity less the EKS
+    AMI's kube-reserved (CPU: 6 % of the first core, 1 % of the second, 0.5 % of the next two,
+    0.25 % of the rest; memory: 11 MiB per pod + 255 MiB), the 100 MiB eviction threshold and
+    the DaemonSets."""
+    vcpu, gib, max_pods = INSTANCE_TYPES[instance_type]
+    reserved_cpu = 60 + 10 + 5 * min(max(vcpu - 2, 0), 2) + 2.5 * max(vcpu - 4, 0)
+    cpu = vcpu * 1000 - reserved_cpu - DAEMONSET_CPU_M
+    memory = gib * 1024 * REPORTED_MEMORY - (11 * max_pods + 255) - 100 - DAEMONSET_MEMORY_MI
+    return cpu, memory
+
+
+def quantity(value: Any, unit: str) -> float:
+    """A Kubernetes quantity in millicores (unit "m") or MiB (unit "Mi")."""
+    text = str(value)
+    if unit == "m":
+        return float(text[:-1]) if text.endswith("m") else float(text) * 1000
+    factors = {"Ki": 1 / 1024, "Mi": 1, "Gi": 1024, "Ti": 1024**2}
+    for suffix, factor in factors.items():
+        if text.endswith(suffix):
+            return float(text[: -len(suffix)]) * factor
+    return float(text) / 2**20  # bytes
+
+
+def pod_requests(template: dict[str, Any], extra: list[dict[str, Any]]) -> tuple[float, float]:
+    cpu = memory = 0.0
+    for resources in [c.get("resources", {}) for c in template["spec"]["containers"]] + extra:
+        requests = resources.get("requests", resources.get("limits", {}))
+        cpu += quantity(requests.get("cpu", 0), "m")
+        memory += quantity(requests.get("memory", 0), "Mi")
+    return cpu, memory
+
+
+def test_every_pod_fits_the_allocatable_capacity_of_its_instance_type(rayjob):
+    spec = rayjob["spec"]["rayClusterSpec"]
+    groups = [("head", spec["headGroupSpec"], [spec["autoscalerOptions"]["resources"]])]
+    groups += [(g["groupName"], g, []) for g in spec["workerGroupSpecs"]]
+    for name, group, sidecars in groups:
+        template = group["template"]
+        instance_type = template["spec"]["nodeSelector"]["node.kubernetes.io/instance-type"]
+        assert instance_type in INSTANCE_TYPES, f"{name}: add {instance_type} to INSTANCE_TYPES"
+        cpu, memory = pod_requests(template, sidecars)
+        free_cpu, free_memory = eks_allocatable(instance_type)
+        assert cpu <= free_cpu, f"{name}: {cpu:.0f}m CPU > {free_cpu:.0f}m on {instance_type}"
+        assert memory <= free_memory, (
+            f"{name}: {memory:.0f} MiB > {free_memory:.0f} MiB allocatable on {instance_type}"
+        )
+
+
+def test_a_whole_machines_request_does_not_fit():
+    """The check above is not vacuous: the old gpu pod (8 CPUs, 32 GiB on a g6.2xlarge) fails."""
+    old = {"spec": {"containers": [{"resources": {"requests": {"cpu": "8", "memory": "32Gi"}}}]}}
+    cpu, memory = pod_requests(old, [])
+    free_cpu, free_memory = eks_allocatable("g6.2xlarge")
+    assert cpu > free_cpu and memory > free_memory
+
+
+# --- KubeRay's CRD schemas (tests/data/kuberay-v1.5.1) ----------------------------------------------
+
+KUBERAY_VERSION = "v1.5.1"  # the oldest KubeRay that keeps spec.authOptions (cluster/README.md)
+CRDS = ROOT / "tests" / "data" / f"kuberay-{KUBERAY_VERSION}"
+
+
+@functools.cache
+def _crd(plural: str) -> dict[str, Any]:
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # 2 MB of YAML: the C parser
+    return yaml.load(gzip.decompress((CRDS / f"ray.io_{plural}.yaml.gz").read_bytes()), loader)
+
+
+def crd_schema(plural: str) -> dict[str, Any]:
+    """The v1 openAPIV3Schema of a vendored CRD (a copy: callers may not alter the cache)."""
+    crd = copy.deepcopy(_crd(plural))
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+    return version["schema"]["openAPIV3Schema"]
+
+
+def pruned_fields(value: Any, schema: dict[str, Any], path: str) -> list[str]:
+    """Paths in `value` that the API server would drop under this structural schema: object
+    keys not in `properties`, unless the schema preserves unknown fields or has
+    additionalProperties."""
+    out: list[str] = []
+    if isinstance(value, dict):
+        props = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        keep_unknown = schema.get("x-kubernetes-preserve-unknown-fields") is True
+        for key, item in value.items():
+            if key in props:
+                out += pruned_fields(item, props[key], f"{path}.{key}")
+            elif isinstance(extra, dict):
+                out += pruned_fields(item, extra, f"{path}.{key}")
+            elif not (keep_unknown or extra is True):
+                out.append(f"{path}.{key}")
+    elif isinstance(value, list) and isinstance(schema.get("items"), dict):
+        for n, item in enumerate(value):
+            out += pruned_fields(item, schema["items"], f"{path}[{n}]")
+    return out
+
+
+def schema_errors(document: dict[str, Any], schema: dict[str, Any]) -> list[str]:
+    jsonschema = pytest.importorskip("jsonschema")
+    body = {k: v for k, v in document.items() if k != "metadata"}  # ObjectMeta: the server's own
+    trimmed = {
+        **schema,
+        "properties": {k: v for k, v in schema["properties"].items() if k != "metadata"},
+    }
+    validator = jsonschema.Draft7Validator(trimmed)
+    return [
+        f"{'.'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(body)
+    ]
+
+
+@pytest.mark.parametrize(
+    ("rel", "plural"),
+    [("kuberay/rayjob.yaml", "rayjobs"), ("kuberay/raycluster.yaml", "rayclusters")],
+)
+def test_kuberay_manifest_passes_the_crd_schema_with_nothing_pruned(rel, plural):
+    document = load(rel)
+    schema = crd_schema(plural)
+    assert not schema_errors(document, schema)
+    spec_schema = schema["properties"]["spec"]
+    assert pruned_fields(document["spec"], spec_schema, "spec") == []
+
+
+def test_the_prune_check_sees_unknown_and_misplaced_fields():
+    schema = crd_schema("rayclusters")["properties"]["spec"]
+    spec = copy.deepcopy(load("kuberay/raycluster.yaml")["spec"])
+    spec["headGroupSpec"]["template"]["spec"]["containers"][0]["shmSize"] = "8Gi"
+    spec["authOption"] = {"mode": "token"}  # a typo of authOptions
+    assert pruned_fields(spec, schema, "spec") == [
+        "spec.headGroupSpec.template.spec.containers[0].shmSize",
+        "spec.authOption",
+    ]
+    spec = copy.deepcopy(load("kuberay/raycluster.yaml")["spec"])
+    spec["workerGroupSpecs"][0]["replicas"] = "two"
+    document = {"apiVersion": "ray.io/v1", "kind": "RayCluster", "spec": spec}
+    assert any("replicas" in e for e in schema_errors(document, crd_schema("rayclusters")))
+
+
+def test_kuberay_operator_validation_rules_that_apply():
+    """The rules KubeRay v1.5.1's operator checks beyond the schema
+    (ray-operator/controllers/ray/utils/validation.go) that these manifests touch."""
+    from packaging.version import Version
+
+    dns1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+    rayjob, cluster = load("kuberay/rayjob.yaml"), load("kuberay/raycluster.yaml")
+    assert dns1035.match(cluster["metadata"]["name"]) and len(cluster["metadata"]["name"]) <= 53
+    assert dns1035.match(rayjob["metadata"]["name"]) and len(rayjob["metadata"]["name"]) <= 47
+    for spec in (rayjob["spec"]["rayClusterSpec"], cluster["spec"]):
+        if spec.get("authOptions", {}).get("mode") == "token":
+            assert Version(spec["rayVersion"]) >= Version("2.52.0")  # token auth needs Ray 2.52+
+        for group in [spec["headGroupSpec"], *spec["workerGroupSpecs"]]:
+            assert "labels" not in group["rayStartParams"]
+            if group.get("resources"):  # group-level resources exclude rayStartParams' own
+                assert not {"num-cpus", "num-gpus", "memory", "resources"} & set(
+                    group["rayStartParams"]
+                )
+    spec = rayjob["spec"]
+    yaml.safe_load(spec["runtimeEnvYAML"])
+    assert spec["activeDeadlineSeconds"] > 0 and spec["backoffLimit"] >= 0
+    assert spec["shutdownAfterJobFinishes"] or "ttlSecondsAfterFinished" not in spec
+    assert spec["submitterPodTemplate"]["spec"]["restartPolicy"] == "Never"
+
+
+def test_the_vendored_crds_are_the_version_the_guide_requires():
+    guide = (CLUSTER / "README.md").read_text()
+    assert f"KubeRay {KUBERAY_VERSION.lstrip('v')}" in guide
+    assert "authOptions" in crd_schema("rayclusters")["properties"]["spec"]["properties"]
+
+
+# --- the node preflight (axiom_ray/node_check.py) --------------------------------------------------
+
+
+def test_preflight_names_the_missing_kernel_feature():
+    # Ray's default AMI (Ubuntu 18.04): Linux 5.4 has no Landlock at all.
+    assert node_check.landlock_problem("5.4.0-1103-aws", 0, errno.ENOSYS).startswith(
+        "Landlock: kernel 5.4.0-1103-aws is older than 5.13 and has none"
+    )
+    assert "lsm= parameter" in node_check.landlock_problem("6.8.0-1015-aws", 0, errno.EOPNOTSUPP)
+    blocked = node_check.landlock_problem("6.8.0-1015-aws", 0, errno.EPERM)
+    assert "seccomp profile" in blocked and "CONFIG_SECURITY_LANDLOCK" in blocked
+    assert node_check.landlock_problem("6.8.0-1015-aws", 3, 0) is None
+    assert node_check.kernel_version("5.13.0") == (5, 13)
+
+
+def test_preflight_on_this_machine(capfd):
+    """The real probe: this machine's kernel has Landlock (the sandbox tests need it too)."""
+    assert node_check.main(["--min-isolation", "landlock"]) == 0
+    assert "Landlock ABI" in capfd.readouterr().out
+
+
+def test_preflight_refuses_a_pod_without_token_auth(monkeypatch, capfd):
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    assert node_check.main(["--min-isolation", "rlimits", "--require-token-auth"]) == 1
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "KubeRay" in err[0] and ">= 1.5.1" in err[0]
+    monkeypatch.setenv("RAY_AUTH_MODE", "token")
+    assert node_check.main(["--min-isolation", "rlimits", "--require-token-auth"]) == 0
 
 
 # --- Grafana (cluster/grafana/) --------------------------------------------------------------------
