@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+import ray.data
 
 from axiom_ray import metrics
 from axiom_ray.cluster_check import alive_node_count, check_storage_for_cluster
@@ -48,6 +49,7 @@ from axiom_ray.rundir import DONE, FAILED, RUNNING, RunDir, RunDirError, iter_di
 from axiom_ray.sandbox import LEVELS, SandboxUnavailable, detect_isolation
 from axiom_ray.storage import normalize_uri
 from axiom_ray.training import EmptyTrainingSet, train_adapter
+from axiom_ray.verifier import VerifierPool, start_verifiers
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,7 @@ class Loop:
     problems: Problems
     model_path: str  # the resolved base model (the embedded default's cache folder, or as given)
     pool: GeneratorPool = field(default_factory=GeneratorPool)  # empty until generators start
+    verifiers: VerifierPool = field(default_factory=VerifierPool)  # started with the generators
 
     # --- phases --------------------------------------------------------------------------
     def run_all(self) -> None:
@@ -155,9 +158,9 @@ class Loop:
                 run_id=run.run_id, iteration=k, kind=kind, attempt=attempt, n=n, temperature=temperature,
                 top_p=cfg.generation.top_p, max_tokens=cfg.generation.max_tokens, seed=cfg.seed,
                 adapter=pool.adapter, adapter_version=pool.version, adapter_uri=pool.adapter_uri)
-            run_pass(generators=pool.actors, prompts=todo, spec=spec, verify_problems=verify_problems,
-                     verifier=cfg.verifier, verifier_workers=self.plan.verifier_workers,
-                     generate_batch_size=cfg.generation.batch_size, out_uri=run.uri(tmp))
+            run_pass(generators=pool.actors, verifiers=self.verifiers.actors, prompts=todo, spec=spec,
+                     verify_problems=verify_problems, generate_batch_size=cfg.generation.batch_size,
+                     verifier_batch_size=cfg.verifier.batch_size, out_uri=run.uri(tmp))
             summary = summarize(read_rows(run.uri(tmp), SUMMARY_COLUMNS)).timed(time.perf_counter() - t0)
             todo = {pid: p for pid, p in todo.items() if pid not in summary.solved_ids}
             if not todo:
@@ -257,14 +260,22 @@ class Loop:
 
     def start_pool(self) -> None:
         """Start the generator actors (through the module's `start_generators`, which the
-        fault and resume tests replace by scripted generators)."""
+        fault and resume tests replace by scripted generators) and the verifier actors, which
+        start their fork servers meanwhile; both serve every pass of the run."""
         t0 = time.perf_counter()
-        self.pool = start_generators(self.cfg, self.plan, self.run.run_id)
-        log.info("generators ready in %.1fs", time.perf_counter() - t0)
+        plan = self.plan
+        self.verifiers = start_verifiers(self.cfg.verifier, plan.verifier_workers, plan.verifier_cpus,
+                                         self.run.run_id)
+        self.pool = start_generators(self.cfg, plan, self.run.run_id)
+        self.verifiers.wait_ready()
+        log.info("generators and %d verifier(s) ready in %.1fs", len(self.verifiers.actors),
+                 time.perf_counter() - t0)
 
     def close(self) -> None:
-        """Release the generators (and their accelerator memory) at the end of a command."""
+        """Release the generators (and their accelerator memory) and the verifiers at the end
+        of a command."""
         self.pool.close()
+        self.verifiers.close()
 
     def ensure_adapter(self, k: int) -> float:
         """Make the live generators serve model k (no restart): load its adapter if needed.
@@ -295,6 +306,9 @@ def prepare(cfg: RunConfig, fork: bool = False, with_generators: bool = True) ->
     model_path = resolve_model(cfg.model)  # a missing folder fails here, before any cluster work
     if not ray.is_initialized():
         ray.init(log_to_driver=True)
+    # Passes log their own one-line progress (pipeline.PassProgress); Ray Data's status blocks
+    # (the training set's build) stay in the dashboard, out of the job log.
+    ray.data.DataContext.get_current().enable_progress_bars = False
     # Refuse a node-local run directory on a multi-node cluster and a plan the cluster cannot
     # fit before anything is written.
     uri = normalize_uri(default_storage(cfg))

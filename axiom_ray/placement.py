@@ -3,9 +3,13 @@ before any actor starts. Pure: takes `ray.cluster_resources()` as a dict."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from axiom_ray.config import RunConfig
+
+# The least CPU share a verifier may ask for: below it the plan is refused (see check_fits).
+MIN_VERIFIER_CPUS = 0.1
 
 
 class PlanError(RuntimeError):
@@ -18,6 +22,7 @@ class Plan:
     gen_num_gpus: float
     gen_num_cpus: float
     verifier_workers: int
+    verifier_cpus: float  # per verifier: they live for the whole run, beside generators and trainer
     train_workers: int
     train_use_gpu: bool
     train_gpus_per_worker: float
@@ -29,7 +34,7 @@ class Plan:
         train = (f"{self.train_workers} train worker(s) x "
                  f"{self.train_gpus_per_worker:g} GPU / {self.train_cpus_per_worker:g} CPU")
         mode = ", colocated on the GPUs (take turns)" if self.colocated else ""
-        return f"{gen}; {self.verifier_workers} verifier(s) x 1 CPU; {train}{mode}"
+        return f"{gen}; {self.verifier_workers} verifier(s) x {self.verifier_cpus:g} CPU; {train}{mode}"
 
 
 def make_plan(cfg: RunConfig, resources: dict[str, float]) -> Plan:
@@ -51,12 +56,21 @@ def make_plan(cfg: RunConfig, resources: dict[str, float]) -> Plan:
     workers = cfg.verifier.workers or max(1, int(cpu_left) - 1)
     plan = Plan(
         replicas=g.replicas, gen_num_gpus=gen_gpus, gen_num_cpus=g.num_cpus,
-        verifier_workers=workers, train_workers=t.num_workers, train_use_gpu=train_use_gpu,
+        verifier_workers=workers,
+        verifier_cpus=verifier_cpus(cpu_left - t.num_workers * t.cpus_per_worker, workers),
+        train_workers=t.num_workers, train_use_gpu=train_use_gpu,
         train_gpus_per_worker=train_gpus, train_cpus_per_worker=t.cpus_per_worker,
         colocated=colocated,
     )
     check_fits(plan, resources)
     return plan
+
+
+def verifier_cpus(free: float, workers: int) -> float:
+    """CPUs each verifier asks for: one, or an equal share of what the generators and the
+    trainer leave (they all hold their CPUs for the whole run; on one machine the phases take
+    turns, so a share is enough), rounded down to Ray's granularity; 0 when nothing is left."""
+    return max(0.0, math.floor(min(1.0, free / workers) * 100) / 100)
 
 
 def check_fits(plan: Plan, resources: dict[str, float]) -> None:
@@ -71,11 +85,15 @@ def check_fits(plan: Plan, resources: dict[str, float]) -> None:
                        "lower generation.replicas or training.num_workers, or set generation.num_gpus=0 "
                        "to sample on CPU")
     gen_cpu = plan.replicas * plan.gen_num_cpus
-    # Sampling needs the generators plus at least one verifier; training the generators (kept
-    # alive for a live redeploy) plus the train workers (and Ray Train's controller).
-    need_cpu = max(gen_cpu + 1, gen_cpu + plan.train_workers * plan.train_cpus_per_worker)
-    if need_cpu > cpus + 1e-9:
-        missing.append(f"{need_cpu:g} CPU (cluster has {cpus:g}); lower generation.replicas, "
-                       "generation.num_cpus or training.num_workers, or start Ray with more --num-cpus")
+    # The generators and the verifiers live for the whole run (started once, warm for every
+    # pass); the train workers join them while training (Ray Train's controller takes no CPU).
+    # The verifiers take what is left, at least MIN_VERIFIER_CPUS each.
+    train_cpu = plan.train_workers * plan.train_cpus_per_worker
+    if plan.verifier_cpus < MIN_VERIFIER_CPUS:
+        need_cpu = gen_cpu + train_cpu + MIN_VERIFIER_CPUS * plan.verifier_workers
+        missing.append(f"{need_cpu:g} CPU for generators, trainer and {plan.verifier_workers} verifier(s) "
+                       f"(cluster has {cpus:g}); lower generation.replicas, generation.num_cpus, "
+                       "training.num_workers, training.cpus_per_worker or verifier.workers, or start Ray "
+                       "with more --num-cpus")
     if missing:
         raise PlanError("the cluster cannot fit the plan: needs " + " and ".join(missing))

@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from huggingface_hub import snapshot_download
@@ -142,9 +143,29 @@ class VLLMEngine(Engine):
         seed: int,
         seeds: list[int] | None = None,
     ) -> list[list[Completion]]:
+        rows: list[list[Completion]] = [[] for _ in prompts]
+        for i, row in self.generate_stream(prompts, n, temperature, top_p, max_tokens, seed, seeds):
+            rows[i] = row
+        return rows
+
+    def generate_stream(
+        self,
+        prompts: list[str],
+        n: int,
+        temperature: float,
+        top_p: float,
+        max_tokens: int,
+        seed: int,
+        seeds: list[int] | None = None,
+    ) -> Iterator[tuple[int, list[Completion]]]:
+        """Every prompt is queued at once (vLLM batches them continuously, exactly as
+        `LLM.generate` does: same requests, same steps), and each is yielded the step it
+        finishes, while the engine keeps decoding the others."""
         from vllm import SamplingParams
 
         self._check_awake()
+        if not prompts:
+            return
         per_prompt = prompt_seeds(seed, len(prompts), seeds)
         sample = temperature > 0
         # vLLM refuses n > 1 for greedy decoding; the n copies would be identical anyway.
@@ -167,9 +188,18 @@ class VLLMEngine(Engine):
             {"prompt_token_ids": self._tokenizer.encode(p, add_special_tokens=False)}
             for p in prompts
         ]
-        outputs = self.llm.generate(inputs, params, lora_request=self._lora, use_tqdm=False)
-        rows = [self._completions(out) for out in outputs]
-        return rows if sample else [row * n for row in rows]
+        engine = self.llm.llm_engine
+        ids = self.llm.enqueue(inputs, params, lora_request=self._lora, use_tqdm=False)
+        index = {str(rid): i for i, rid in enumerate(ids)}
+        try:
+            while engine.has_unfinished_requests():
+                for out in engine.step():
+                    if out.finished:
+                        row = self._completions(out)
+                        yield index.pop(str(out.request_id)), (row if sample else row * n)
+        finally:
+            if index:  # the caller stopped early (or a step failed): free the engine for the next
+                engine.abort_request(list(index))
 
     @staticmethod
     def _completions(out: Any) -> list[Completion]:
