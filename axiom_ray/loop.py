@@ -230,6 +230,7 @@ class Loop:
         adapter_rel = f"{iter_dir(k)}/adapter"
         adapter_tmp = run.storage.temp_name(adapter_rel)
         self.pool.sleep()
+        released = self.release_verifiers()
         try:
             result = train_adapter(
                 base_model=self.model_path, train_path=run.uri(train_rel), adapter_dir=run.uri(adapter_tmp),
@@ -239,6 +240,8 @@ class Loop:
             return self.skip_training(k, str(e))
         finally:
             self.pool.wake()
+            if released:
+                self.start_verifiers()
         run.storage.publish(adapter_tmp, adapter_rel)
         run.set_adapter(k, adapter_rel)
         out = {key: getattr(result, key) for key in (
@@ -263,13 +266,30 @@ class Loop:
         fault and resume tests replace by scripted generators) and the verifier actors, which
         start their fork servers meanwhile; both serve every pass of the run."""
         t0 = time.perf_counter()
-        plan = self.plan
-        self.verifiers = start_verifiers(self.cfg.verifier, plan.verifier_workers, plan.verifier_cpus,
-                                         self.run.run_id)
-        self.pool = start_generators(self.cfg, plan, self.run.run_id)
+        self.verifiers = self.new_verifiers()
+        self.pool = start_generators(self.cfg, self.plan, self.run.run_id)
         self.verifiers.wait_ready()
         log.info("generators and %d verifier(s) ready in %.1fs", len(self.verifiers.actors),
                  time.perf_counter() - t0)
+
+    def new_verifiers(self) -> VerifierPool:
+        plan = self.plan
+        return start_verifiers(self.cfg.verifier, plan.verifier_workers, plan.verifier_cpus, self.run.run_id,
+                               start=self.verifiers.starts)
+
+    def release_verifiers(self) -> bool:
+        """Stop the verifiers for training where the plan has no room for them beside the
+        trainer (placement.Plan.release_verifiers_to_train); whether it did."""
+        if not (self.plan.release_verifiers_to_train and self.verifiers.actors):
+            return False
+        self.verifiers.close()
+        return True
+
+    def start_verifiers(self) -> None:
+        t0 = time.perf_counter()
+        self.verifiers = self.new_verifiers()
+        self.verifiers.wait_ready()
+        log.info("%d verifier(s) back after training in %.1fs", len(self.verifiers.actors), time.perf_counter() - t0)
 
     def close(self) -> None:
         """Release the generators (and their accelerator memory) and the verifiers at the end

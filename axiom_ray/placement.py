@@ -22,7 +22,10 @@ class Plan:
     gen_num_gpus: float
     gen_num_cpus: float
     verifier_workers: int
-    verifier_cpus: float  # per verifier: they live for the whole run, beside generators and trainer
+    verifier_cpus: float  # per verifier: they live for the whole run, beside the generators
+    # The verifiers do not fit beside the trainer as well: the loop stops them while it trains
+    # and starts them again after (otherwise they live for the whole run).
+    release_verifiers_to_train: bool
     train_workers: int
     train_use_gpu: bool
     train_gpus_per_worker: float
@@ -34,7 +37,10 @@ class Plan:
         train = (f"{self.train_workers} train worker(s) x "
                  f"{self.train_gpus_per_worker:g} GPU / {self.train_cpus_per_worker:g} CPU")
         mode = ", colocated on the GPUs (take turns)" if self.colocated else ""
-        return f"{gen}; {self.verifier_workers} verifier(s) x {self.verifier_cpus:g} CPU; {train}{mode}"
+        verifiers = f"{self.verifier_workers} verifier(s) x {self.verifier_cpus:g} CPU"
+        if self.release_verifiers_to_train:
+            verifiers += " (stopped while training: they do not fit beside the trainer)"
+        return f"{gen}; {verifiers}; {train}{mode}"
 
 
 def make_plan(cfg: RunConfig, resources: dict[str, float]) -> Plan:
@@ -54,10 +60,12 @@ def make_plan(cfg: RunConfig, resources: dict[str, float]) -> Plan:
         train_gpus = 0.5
     cpu_left = cpus - g.replicas * g.num_cpus
     workers = cfg.verifier.workers or max(1, int(cpu_left) - 1)
+    share = verifier_cpus(cpu_left - t.num_workers * t.cpus_per_worker, workers)
+    release = share < MIN_VERIFIER_CPUS
     plan = Plan(
         replicas=g.replicas, gen_num_gpus=gen_gpus, gen_num_cpus=g.num_cpus,
-        verifier_workers=workers,
-        verifier_cpus=verifier_cpus(cpu_left - t.num_workers * t.cpus_per_worker, workers),
+        verifier_workers=workers, verifier_cpus=verifier_cpus(cpu_left, workers) if release else share,
+        release_verifiers_to_train=release,
         train_workers=t.num_workers, train_use_gpu=train_use_gpu,
         train_gpus_per_worker=train_gpus, train_cpus_per_worker=t.cpus_per_worker,
         colocated=colocated,
@@ -85,15 +93,15 @@ def check_fits(plan: Plan, resources: dict[str, float]) -> None:
                        "lower generation.replicas or training.num_workers, or set generation.num_gpus=0 "
                        "to sample on CPU")
     gen_cpu = plan.replicas * plan.gen_num_cpus
-    # The generators and the verifiers live for the whole run (started once, warm for every
-    # pass); the train workers join them while training (Ray Train's controller takes no CPU).
-    # The verifiers take what is left, at least MIN_VERIFIER_CPUS each.
+    # The generators live for the whole run; the verifiers too, beside the trainer when there
+    # is room (make_plan gives them a share), else stopped while it trains. Sampling needs the
+    # generators plus the verifiers (at least MIN_VERIFIER_CPUS each); training the generators
+    # (kept alive for a live redeploy) plus the train workers (Ray Train's controller takes none).
     train_cpu = plan.train_workers * plan.train_cpus_per_worker
-    if plan.verifier_cpus < MIN_VERIFIER_CPUS:
-        need_cpu = gen_cpu + train_cpu + MIN_VERIFIER_CPUS * plan.verifier_workers
-        missing.append(f"{need_cpu:g} CPU for generators, trainer and {plan.verifier_workers} verifier(s) "
-                       f"(cluster has {cpus:g}); lower generation.replicas, generation.num_cpus, "
-                       "training.num_workers, training.cpus_per_worker or verifier.workers, or start Ray "
-                       "with more --num-cpus")
+    need_cpu = max(gen_cpu + MIN_VERIFIER_CPUS * plan.verifier_workers, gen_cpu + train_cpu)
+    if plan.verifier_cpus < MIN_VERIFIER_CPUS or need_cpu > cpus + 1e-9:
+        missing.append(f"{max(need_cpu, gen_cpu + 1):g} CPU (cluster has {cpus:g}); lower generation.replicas, "
+                       "generation.num_cpus, training.num_workers or verifier.workers, or start Ray with more "
+                       "--num-cpus")
     if missing:
         raise PlanError("the cluster cannot fit the plan: needs " + " and ".join(missing))

@@ -146,6 +146,7 @@ class VerifierPool:
     """The verifier actors of a run (started with the generators, closed at the end)."""
 
     actors: list[Any] = field(default_factory=list)
+    starts: int = 0  # how many times the run started its verifiers (1 unless released to train)
 
     def wait_ready(self) -> list[dict[str, Any]]:
         import ray
@@ -160,19 +161,21 @@ class VerifierPool:
         self.actors = []
 
 
-def verifier_options(num_cpus: float, run_id: str, i: int) -> dict[str, Any]:
-    """Ray options of verifier i: named for the dashboard; restarted and its call retried by Ray
-    when it dies (a call is a pure function of its rows, see VerifyStage)."""
-    return {"name": f"axiom-verifier-{run_id}-{i}", "num_cpus": num_cpus, "max_restarts": -1,
+def verifier_options(num_cpus: float, run_id: str, i: int, start: int = 0) -> dict[str, Any]:
+    """Ray options of verifier i: named for the dashboard (`start` > 0: the pool's start after a
+    release, under a fresh name, as a killed actor's name is freed asynchronously); restarted and
+    its call retried by Ray when it dies (a call is a pure function of its rows, see VerifyStage)."""
+    name = f"axiom-verifier-{run_id}-{i}" + (f"-s{start}" if start else "")
+    return {"name": name, "num_cpus": num_cpus, "max_restarts": -1,
             "max_task_retries": -1}
 
 
-def start_verifiers(cfg: VerifierConfig, workers: int, num_cpus: float, run_id: str) -> VerifierPool:
+def start_verifiers(cfg: VerifierConfig, workers: int, num_cpus: float, run_id: str, start: int = 0) -> VerifierPool:
     """`workers` verifier actors of `num_cpus` CPUs each (placement.Plan sizes both so that
     they fit beside the generators and the trainer), not waited for: their fork servers start
     while the generators load (VerifierPool.wait_ready)."""
     import ray
 
     remote = ray.remote(VerifyStage)
-    return VerifierPool([remote.options(**verifier_options(num_cpus, run_id, i)).remote(cfg)
-                         for i in range(max(1, workers))])
+    return VerifierPool([remote.options(**verifier_options(num_cpus, run_id, i, start)).remote(cfg)
+                         for i in range(max(1, workers))], starts=start + 1)
