@@ -191,6 +191,8 @@ class PassProgress:
     passed: int = 0
     tokens: int = 0
     blocks: int = 0  # verifier blocks sent
+    first_verdict_s: float | None = None  # seconds into the pass when the first block was judged
+    generation_end_s: float | None = None  # ... when the last candidate arrived
 
     def elapsed(self) -> float:
         return time.perf_counter() - self.started
@@ -283,12 +285,16 @@ def run_pass(
             stream = next((s for s in streams if s.stream is item), None)
             if stream is None:
                 counts = queue.done(item)
+                if progress.first_verdict_s is None:
+                    progress.first_verdict_s = progress.elapsed()
                 progress.judged += counts["rows"]
                 progress.passed += counts["passed"]
                 continue
             cands = stream.take()
             if cands is None:
                 streams.remove(stream)
+                if not streams:
+                    progress.generation_end_s = progress.elapsed()
             elif cands:
                 created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
                 queue.add([candidate_row(spec, c, prompts[c["problem_id"]], created) for c in cands])

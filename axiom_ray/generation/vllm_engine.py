@@ -189,17 +189,19 @@ class VLLMEngine(Engine):
             for p in prompts
         ]
         engine = self.llm.llm_engine
-        ids = self.llm.enqueue(inputs, params, lora_request=self._lora, use_tqdm=False)
-        index = {str(rid): i for i, rid in enumerate(ids)}
+        # enqueue returns vLLM's internal ids ("<external>-<8 random chars>"); outputs carry the
+        # external one.
+        internal = self.llm.enqueue(inputs, params, lora_request=self._lora, use_tqdm=False)
+        index = {rid.rsplit("-", 1)[0]: (i, rid) for i, rid in enumerate(internal)}
         try:
             while engine.has_unfinished_requests():
                 for out in engine.step():
                     if out.finished:
                         row = self._completions(out)
-                        yield index.pop(str(out.request_id)), (row if sample else row * n)
+                        yield index.pop(str(out.request_id))[0], (row if sample else row * n)
         finally:
             if index:  # the caller stopped early (or a step failed): free the engine for the next
-                engine.abort_request(list(index))
+                engine.abort_request([rid for _, rid in index.values()], internal=True)
 
     @staticmethod
     def _completions(out: Any) -> list[Completion]:
