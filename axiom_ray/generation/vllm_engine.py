@@ -94,6 +94,7 @@ class VLLMEngine(Engine):
         self.sleep_enabled = not self.on_cpu
         self.kv_cache_gb = cfg.kv_cache_gb if self.on_cpu else None
         self.stop = [CODE_END] if cfg.stop_at_code_end else None
+        self.window = cfg.batch_size  # prompts in the engine at a time (generate_stream)
         self._lora: Any = None  # the active LoRARequest
         self._lora_ids: list[int] = []  # every id handed out, so none is ever reused
         from vllm import LLM
@@ -158,9 +159,13 @@ class VLLMEngine(Engine):
         seed: int,
         seeds: list[int] | None = None,
     ) -> Iterator[tuple[int, list[Completion]]]:
-        """Every prompt is queued at once (vLLM batches them continuously, exactly as
-        `LLM.generate` does: same requests, same steps), and each is yielded the step it
-        finishes, while the engine keeps decoding the others."""
+        """Each prompt's completions the step they finish, while the engine decodes the others.
+
+        At most `generation.batch_size` prompts are in the engine at a time (the KV cache was
+        sized for that many; more would make vLLM preempt and recompute), and a finished one is
+        replaced by the next before the following step, so the batch never drains between
+        chunks. All in this thread, step by step: the same calls give the same steps, hence the
+        same completions."""
         from vllm import SamplingParams
 
         self._check_awake()
@@ -189,16 +194,28 @@ class VLLMEngine(Engine):
             for p in prompts
         ]
         engine = self.llm.llm_engine
-        # enqueue returns vLLM's internal ids ("<external>-<8 random chars>"); outputs carry the
-        # external one.
-        internal = self.llm.enqueue(inputs, params, lora_request=self._lora, use_tqdm=False)
-        index = {rid.rsplit("-", 1)[0]: (i, rid) for i, rid in enumerate(internal)}
+        index: dict[str, tuple[int, str]] = {}  # vLLM's external request id -> (prompt, internal id)
+        queued = 0
+
+        def submit(count: int) -> None:
+            nonlocal queued
+            end = min(len(inputs), queued + count)
+            if end > queued:
+                # enqueue returns internal ids ("<external>-<8 random chars>"); outputs carry
+                # the external one.
+                ids = self.llm.enqueue(inputs[queued:end], params[queued:end], lora_request=self._lora,
+                                       use_tqdm=False)
+                index.update({rid.rsplit("-", 1)[0]: (queued + j, rid) for j, rid in enumerate(ids)})
+                queued = end
+
+        submit(self.window)
         try:
             while engine.has_unfinished_requests():
-                for out in engine.step():
-                    if out.finished:
-                        row = self._completions(out)
-                        yield index.pop(str(out.request_id))[0], (row if sample else row * n)
+                finished = [out for out in engine.step() if out.finished]
+                submit(len(finished))
+                for out in finished:
+                    row = self._completions(out)
+                    yield index.pop(str(out.request_id))[0], (row if sample else row * n)
         finally:
             if index:  # the caller stopped early (or a step failed): free the engine for the next
                 engine.abort_request([rid for _, rid in index.values()], internal=True)
