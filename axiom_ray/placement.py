@@ -22,7 +22,7 @@ class Plan:
     gen_num_gpus: float
     gen_num_cpus: float
     verifier_workers: int
-    verifier_cpus: float  # per verifier: they live for the whole run, beside the generators
+    verifier_cpus: float  # per verifier (1, or a share where fewer CPUs are left beside the generators)
     # The verifiers do not fit beside the trainer as well: the loop stops them while it trains
     # and starts them again after (otherwise they live for the whole run).
     release_verifiers_to_train: bool
@@ -59,13 +59,16 @@ def make_plan(cfg: RunConfig, resources: dict[str, float]) -> Plan:
         gen_gpus = min(gen_gpus, 0.5)
         train_gpus = 0.5
     cpu_left = cpus - g.replicas * g.num_cpus
-    workers = cfg.verifier.workers or max(1, int(cpu_left) - 1)
-    share = verifier_cpus(cpu_left - t.num_workers * t.cpus_per_worker, workers)
-    release = share < MIN_VERIFIER_CPUS
+    # Verifiers take whole CPUs (a fraction could leave every node a part of a CPU and no node
+    # a whole one for a train worker). By default as many as fit beside the generators and the
+    # trainer, so they live for the whole run; where none fits (or verifier.workers asks for
+    # more), they are stopped while training.
+    beside_trainer = int(cpu_left - t.num_workers * t.cpus_per_worker + 1e-9)
+    workers = cfg.verifier.workers or (beside_trainer if beside_trainer >= 1 else max(1, int(cpu_left) - 1))
     plan = Plan(
         replicas=g.replicas, gen_num_gpus=gen_gpus, gen_num_cpus=g.num_cpus,
-        verifier_workers=workers, verifier_cpus=verifier_cpus(cpu_left, workers) if release else share,
-        release_verifiers_to_train=release,
+        verifier_workers=workers, verifier_cpus=verifier_cpus(cpu_left, workers),
+        release_verifiers_to_train=workers > beside_trainer,
         train_workers=t.num_workers, train_use_gpu=train_use_gpu,
         train_gpus_per_worker=train_gpus, train_cpus_per_worker=t.cpus_per_worker,
         colocated=colocated,
@@ -75,9 +78,8 @@ def make_plan(cfg: RunConfig, resources: dict[str, float]) -> Plan:
 
 
 def verifier_cpus(free: float, workers: int) -> float:
-    """CPUs each verifier asks for: one, or an equal share of what the generators and the
-    trainer leave (they all hold their CPUs for the whole run; on one machine the phases take
-    turns, so a share is enough), rounded down to Ray's granularity; 0 when nothing is left."""
+    """CPUs each verifier asks for: one, or an equal share of `free` where that is less,
+    rounded down to hundredths; 0 when nothing is left."""
     return max(0.0, math.floor(min(1.0, free / workers) * 100) / 100)
 
 
@@ -94,7 +96,7 @@ def check_fits(plan: Plan, resources: dict[str, float]) -> None:
                        "to sample on CPU")
     gen_cpu = plan.replicas * plan.gen_num_cpus
     # The generators live for the whole run; the verifiers too, beside the trainer when there
-    # is room (make_plan gives them a share), else stopped while it trains. Sampling needs the
+    # is room, else stopped while it trains (make_plan). Sampling needs the
     # generators plus the verifiers (at least MIN_VERIFIER_CPUS each); training the generators
     # (kept alive for a live redeploy) plus the train workers (Ray Train's controller takes none).
     train_cpu = plan.train_workers * plan.train_cpus_per_worker

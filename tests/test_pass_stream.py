@@ -54,7 +54,7 @@ def test_a_pass_streams_to_the_run_long_verifiers(ray_cluster, tiny, tmp_path, m
     loop = prepare(cfg)
     try:
         before = [info["pid"] for info in loop.verifiers.wait_ready()]
-        assert len(before) == loop.plan.verifier_workers == 2
+        assert len(before) == loop.plan.verifier_workers >= 1 and not loop.plan.release_verifiers_to_train
         loop.phase(0, "samples", lambda: loop.sample(0, "samples"))
         loop.phase(0, "eval", lambda: loop.sample(0, "eval"))
         after = [info["pid"] for info in ray.get([a.ready.remote() for a in loop.verifiers.actors])]
