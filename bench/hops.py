@@ -157,8 +157,8 @@ def requests_for(actor: Any, problems: list[dict[str, Any]]) -> list[dict[str, A
 
 def actor_generate(actor: Any, requests: list[dict[str, Any]], n: int, temperature: float,
                    max_tokens: int, seed: int, top_p: float = 0.95) -> tuple[int, float]:
-    """(generated tokens, wall seconds) of one GeneratorActor.generate call, the call
-    GenerateBatch makes."""
+    """(generated tokens, wall seconds) of one GeneratorActor.generate call (the engine path a
+    pass streams through, collected)."""
     import ray
 
     with timer() as t:
@@ -710,8 +710,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0, help="run seed (default: 0)")
         return p
 
-    p = command("pool", bench_pool, "Generated tokens/s through one GeneratorActor replica (the call the pipeline's "
-                "GenerateBatch makes) vs the same requests, seeds and engine config straight into vLLM's "
+    p = command("pool", bench_pool, "Generated tokens/s through one GeneratorActor replica (the engine path a "
+                "pass streams through) vs the same requests, seeds and engine config straight into vLLM's "
                 "LLM.generate in this process; rounds alternate. Target: pool >= 95%% of bare.")
     add_generation_flags(p, samples=4, max_tokens=128)
     p.add_argument("--num-problems", type=int, default=8, help="first N problems of the set (default: 8)")
@@ -757,14 +757,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("verify-scaling", bench_verify_scaling, "HumanEval canonical solutions through the verifier actor "
                 "pool (Ray Data VerifyBatch actors, 1 CPU each) on simulated clusters of 1, 2 and 3 nodes "
                 "(ray.cluster_utils) holding the same logical CPUs; verdicts/s and ratios to 1 node, for the "
-                "pool as run_pass builds it and for a fixed-size pool.")
+                "autoscaled Ray Data pool the pipeline built before issue 14 and for a fixed-size pool (run_pass now uses the run-long fixed VerifierPool).")
     p.add_argument("--cpus", type=int, default=3, help="logical CPUs in all, split over the nodes (default: 3)")
     p.add_argument("--nodes", type=int_list, default=[1, 2, 3], help="node counts to try (default: 1,2,3)")
     p.add_argument("--repeat", type=int, default=3, help="copies of the 164 candidates (default: 3)")
     p.add_argument("--batch-size", type=int, default=8, help="candidates per verifier call (default: 8, the config's)")
     p.add_argument("--rounds", type=int, default=1, help="passes over all layouts (default: 1)")
     p.add_argument("--pools", type=lambda t: t.split(","), default=["pipeline", "fixed"],
-                   help="pipeline: autoscaled from 1 actor as run_pass builds it; fixed: all actors from the "
+                   help="pipeline: autoscaled from 1 actor (the pre-issue-14 pipeline); fixed: all actors from the "
                    "start (default: pipeline,fixed)")
 
     command("all", bench_all, "Every benchmark above with its defaults, each in its own process.")
