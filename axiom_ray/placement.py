@@ -8,6 +8,9 @@ from dataclasses import dataclass
 
 from axiom_ray.config import RunConfig
 
+# The least CPU share a verifier may ask for: below it the plan is refused (see check_fits).
+MIN_VERIFIER_CPUS = 0.1
+
 
 class PlanError(RuntimeError):
     """The cluster cannot fit the plan; the message says what is missing."""
@@ -19,6 +22,10 @@ class Plan:
     gen_num_gpus: float
     gen_num_cpus: float
     verifier_workers: int
+    verifier_cpus: float  # per verifier (1, or a share where fewer CPUs are left beside the generators)
+    # The verifiers do not fit beside the trainer as well: the loop stops them while it trains
+    # and starts them again after (otherwise they live for the whole run).
+    release_verifiers_to_train: bool
     train_workers: int
     train_use_gpu: bool
     train_gpus_per_worker: float
@@ -30,7 +37,10 @@ class Plan:
         train = (f"{self.train_workers} train worker(s) x "
                  f"{self.train_gpus_per_worker:g} GPU / {self.train_cpus_per_worker:g} CPU")
         mode = ", colocated on the GPUs (take turns)" if self.colocated else ""
-        return f"{gen}; {self.verifier_workers} verifier(s) x 1 CPU; {train}{mode}"
+        verifiers = f"{self.verifier_workers} verifier(s) x {self.verifier_cpus:g} CPU"
+        if self.release_verifiers_to_train:
+            verifiers += " (stopped while training: they do not fit beside the trainer)"
+        return f"{gen}; {verifiers}; {train}{mode}"
 
 
 def make_plan(cfg: RunConfig, resources: dict[str, float]) -> Plan:
@@ -49,15 +59,28 @@ def make_plan(cfg: RunConfig, resources: dict[str, float]) -> Plan:
         gen_gpus = min(gen_gpus, 0.5)
         train_gpus = 0.5
     cpu_left = cpus - g.replicas * g.num_cpus
-    workers = cfg.verifier.workers or max(1, int(cpu_left) - 1)
+    # Verifiers take whole CPUs (a fraction could leave every node a part of a CPU and no node
+    # a whole one for a train worker). By default as many as fit beside the generators and the
+    # trainer, so they live for the whole run; where none fits (or verifier.workers asks for
+    # more), they are stopped while training.
+    beside_trainer = int(cpu_left - t.num_workers * t.cpus_per_worker + 1e-9)
+    workers = cfg.verifier.workers or (beside_trainer if beside_trainer >= 1 else max(1, int(cpu_left) - 1))
     plan = Plan(
         replicas=g.replicas, gen_num_gpus=gen_gpus, gen_num_cpus=g.num_cpus,
-        verifier_workers=workers, train_workers=t.num_workers, train_use_gpu=train_use_gpu,
+        verifier_workers=workers, verifier_cpus=verifier_cpus(cpu_left, workers),
+        release_verifiers_to_train=workers > beside_trainer,
+        train_workers=t.num_workers, train_use_gpu=train_use_gpu,
         train_gpus_per_worker=train_gpus, train_cpus_per_worker=t.cpus_per_worker,
         colocated=colocated,
     )
     check_fits(plan, resources)
     return plan
+
+
+def verifier_cpus(free: float, workers: int) -> float:
+    """CPUs each verifier asks for: one, or an equal share of `free` where that is less,
+    rounded down to hundredths; 0 when nothing is left."""
+    return max(0.0, math.floor(min(1.0, free / workers) * 100) / 100)
 
 
 def check_fits(plan: Plan, resources: dict[str, float]) -> None:
@@ -71,18 +94,23 @@ def check_fits(plan: Plan, resources: dict[str, float]) -> None:
         missing.append(f"{gen_gpu + train_gpu:g} GPU for generators and trainer (cluster has {gpus:g}); "
                        "lower generation.replicas or training.num_workers, or set generation.num_gpus=0 "
                        "to sample on CPU")
-    need_cpu = cpus_needed(plan.replicas * plan.gen_num_cpus, plan.train_workers * plan.train_cpus_per_worker)
-    if need_cpu > cpus + 1e-9:
-        missing.append(f"{need_cpu:g} CPU (cluster has {cpus:g}); lower generation.replicas, "
-                       "generation.num_cpus or training.num_workers, or start Ray with more --num-cpus")
+    # The generators live for the whole run; the verifiers too, beside the trainer when there
+    # is room, else stopped while it trains (make_plan).
+    need_cpu = cpus_needed(plan.replicas * plan.gen_num_cpus, plan.train_workers * plan.train_cpus_per_worker,
+                           MIN_VERIFIER_CPUS * plan.verifier_workers)
+    if plan.verifier_cpus < MIN_VERIFIER_CPUS or need_cpu > cpus + 1e-9:
+        missing.append(f"{max(need_cpu, plan.replicas * plan.gen_num_cpus + 1):g} CPU (cluster has {cpus:g}); "
+                       "lower generation.replicas, generation.num_cpus, training.num_workers or verifier.workers, "
+                       "or start Ray with more --num-cpus")
     if missing:
         raise PlanError("the cluster cannot fit the plan: needs " + " and ".join(missing))
 
 
-def cpus_needed(gen_cpus: float, train_cpus: float) -> float:
-    """CPUs the phases that run together need: sampling, the generators plus at least one
-    verifier; training, the generators (kept alive for a live redeploy) plus the train workers."""
-    return max(gen_cpus + 1, gen_cpus + train_cpus)
+def cpus_needed(gen_cpus: float, train_cpus: float, verifier_cpus: float = 1.0) -> float:
+    """CPUs the phases that run together need: sampling, the generators plus the verifiers (one
+    by default); training, the generators (kept alive for a live redeploy) plus the train workers
+    (Ray Train's controller takes none)."""
+    return max(gen_cpus + verifier_cpus, gen_cpus + train_cpus)
 
 
 def local_cluster_cpus(cfg: RunConfig, machine_cpus: int) -> int:

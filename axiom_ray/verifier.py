@@ -4,6 +4,10 @@
   `map_batches(VerifyBatch, fn_constructor_kwargs=..., compute=ActorPoolStrategy(...))`. Each
   actor holds one Judge (one warm fork server); batches take columns `problem_id`, `code` and get
   the verdict columns of the sample row (samples.VERDICT_COLUMNS).
+- `VerifyStage`: the run's verifier actor (a VerifyBatch that also writes its verdicts to
+  Parquet); `VerifierPool` / `start_verifiers`: the run's fleet of them, started once with the
+  generators and kept for the whole run, so each pass finds its judges and their fork servers
+  warm (pipeline.run_pass streams the candidates to them).
 
 `cfg` is the run's `VerifierConfig`, passed to the actors as it is: its timeout and memory
 become the sandbox `Limits`, its `min_isolation` the Judge's floor.
@@ -11,15 +15,25 @@ become the sandbox `Limits`, its `min_isolation` the Judge's floor.
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import os
+from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from axiom_ray.config import VerifierConfig
 from axiom_ray.problems import Problem
-from axiom_ray.samples import COLUMN_TYPES, VERDICT_COLUMNS, verdict_columns
+from axiom_ray.samples import COLUMN_TYPES, VERDICT_COLUMNS, sample_schema, verdict_columns
 from axiom_ray.sandbox import Judge, Limits, Verdict
+from axiom_ray.storage import filesystem
+
+log = logging.getLogger(__name__)
 
 # numpy dtype of each kind of column, so Ray Data's numpy batches carry the schema's types
 _NUMPY_TYPES = {bool: np.bool_, int: np.int64, float: np.float64, str: np.object_}
@@ -61,3 +75,107 @@ class VerifyBatch:
         if judge is not None:
             judge.close()
 
+
+
+# --- the run's verifier actors ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PassProblems:
+    """The problems a pass is judged on, sent to the verifiers once per problem set: `ref` is
+    an ObjectRef of {problem id: Problem.to_dict()} (inside this object, so Ray passes the
+    reference and an actor fetches it only when `key`, a digest of the ids, is new to it)."""
+
+    key: str
+    ref: Any
+
+    @staticmethod
+    def key_of(problems: Mapping[str, Any]) -> str:
+        return hashlib.sha256("\n".join(sorted(problems)).encode()).hexdigest()[:16]
+
+
+class VerifyStage(VerifyBatch):
+    """The run's verifier actor: one warm Judge for the whole run; judges one block of sample
+    rows per call and writes it as one Parquet file (samples.sample_schema). Its class name is
+    what the dashboard and the fault tests look for.
+
+    A call is a pure function of its arguments and rewrites the same file, so Ray may retry it
+    after a restart (the pool starts these actors with max_task_retries=-1): no row is lost or
+    doubled."""
+
+    def __init__(self, cfg: VerifierConfig) -> None:
+        super().__init__({}, cfg)
+        self._problems_key = ""
+
+    def ready(self) -> dict[str, Any]:
+        return {"pid": os.getpid(), "isolation": self._judge.level}
+
+    def judge_block(self, rows: dict[str, list[Any]], problems: PassProblems, uri: str) -> dict[str, Any]:
+        """Judge the generation rows (columns of the sample row without the verdict), write them
+        with their verdicts to `uri`; their counts (rows, passed, tokens, by status)."""
+        self._use(problems)
+        out = self(rows)
+        schema = sample_schema()
+        table = pa.table({f.name: pa.array(list(out[f.name]), type=f.type) for f in schema}, schema=schema)
+        write_parquet(table, uri)
+        return {"rows": table.num_rows, "passed": int(sum(out["passed"])),
+                "tokens": int(sum(rows["num_tokens"])), "status": dict(Counter(str(x) for x in out["status"]))}
+
+    def _use(self, problems: PassProblems) -> None:
+        if problems.key != self._problems_key:
+            import ray  # lazy: this module imports without Ray (see the module doc)
+
+            self._problems = {pid: as_problem(p) for pid, p in ray.get(problems.ref).items()}
+            self._problems_key = problems.key
+
+
+def write_parquet(table: pa.Table, uri: str) -> None:
+    """One Parquet file at `uri`, written under a hidden name and renamed (readers skip
+    hidden files), so a verifier killed mid-write leaves no truncated file behind."""
+    fs, path = filesystem(uri)
+    folder, name = path.rsplit("/", 1)
+    fs.create_dir(folder, recursive=True)
+    tmp = f"{folder}/.{name}.part"
+    with fs.open_output_stream(tmp) as f:
+        pq.write_table(table, f)
+    fs.move(tmp, path)
+
+
+@dataclass
+class VerifierPool:
+    """The verifier actors of a run (started with the generators, closed at the end)."""
+
+    actors: list[Any] = field(default_factory=list)
+    starts: int = 0  # how many times the run started its verifiers (1 unless released to train)
+
+    def wait_ready(self) -> list[dict[str, Any]]:
+        import ray
+
+        return ray.get([a.ready.remote() for a in self.actors])
+
+    def close(self) -> None:
+        import ray
+
+        for a in self.actors:
+            ray.kill(a)
+        self.actors = []
+
+
+def verifier_options(num_cpus: float, run_id: str, i: int, start: int = 0) -> dict[str, Any]:
+    """Ray options of verifier i: named for the dashboard (`start` > 0: the pool's start after a
+    release, under a fresh name, as a killed actor's name is freed asynchronously); restarted and
+    its call retried by Ray when it dies (a call is a pure function of its rows, see VerifyStage)."""
+    name = f"axiom-verifier-{run_id}-{i}" + (f"-s{start}" if start else "")
+    return {"name": name, "num_cpus": num_cpus, "max_restarts": -1,
+            "max_task_retries": -1}
+
+
+def start_verifiers(cfg: VerifierConfig, workers: int, num_cpus: float, run_id: str, start: int = 0) -> VerifierPool:
+    """`workers` verifier actors of `num_cpus` CPUs each (placement.Plan sizes both so that
+    they fit beside the generators and the trainer), not waited for: their fork servers start
+    while the generators load (VerifierPool.wait_ready)."""
+    import ray
+
+    remote = ray.remote(VerifyStage)
+    return VerifierPool([remote.options(**verifier_options(num_cpus, run_id, i, start)).remote(cfg)
+                         for i in range(max(1, workers))], starts=start + 1)

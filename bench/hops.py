@@ -1,7 +1,7 @@
 """The speed of every hop of an iteration, each against a baseline measured in the same run.
 
     .venv/bin/python bench/hops.py pool            # one GeneratorActor replica vs bare vLLM LLM.generate
-    .venv/bin/python bench/hops.py overlap         # pipeline.run_pass (generate+verify+write) vs generation alone
+    .venv/bin/python bench/hops.py overlap [--pin] # pipeline.run_pass (generate+verify+write) vs generation alone, bare vLLM
     .venv/bin/python bench/hops.py redeploy        # LoRA load into a live generator vs a full engine restart
     .venv/bin/python bench/hops.py train           # Ray Train LoRA SFT vs the same step loop in this process
     .venv/bin/python bench/hops.py verify-scaling  # verifier pool on 1, 2, 3 simulated nodes, same CPUs
@@ -27,7 +27,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -157,8 +157,8 @@ def requests_for(actor: Any, problems: list[dict[str, Any]]) -> list[dict[str, A
 
 def actor_generate(actor: Any, requests: list[dict[str, Any]], n: int, temperature: float,
                    max_tokens: int, seed: int, top_p: float = 0.95) -> tuple[int, float]:
-    """(generated tokens, wall seconds) of one GeneratorActor.generate call, the call
-    GenerateBatch makes."""
+    """(generated tokens, wall seconds) of one GeneratorActor.generate call (the engine path a
+    pass streams through, collected)."""
     import ray
 
     with timer() as t:
@@ -179,7 +179,8 @@ def bare_generate(engine: Any, requests: list[dict[str, Any]], replica_seed: int
     from axiom_ray.generation.engines import derive_seed
 
     params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                             seed=derive_seed(replica_seed, seed, str(r["problem_id"])))
+                             seed=derive_seed(replica_seed, seed, str(r["problem_id"])), stop=engine.stop,
+                             include_stop_str_in_output=True)
               for r in requests]
     inputs = [{"prompt_token_ids": engine.tokenizer.encode(r["prompt"], add_special_tokens=False)}
               for r in requests]
@@ -245,92 +246,137 @@ def bench_pool(args: argparse.Namespace) -> None:
                f"= {ratio:.2f} ({verdict(ratio, 0.95, at_least=True)})")
 
 
-# --- 2. overlap: run_pass vs generation alone --------------------------------------------------
+# --- 2. overlap: the streamed sampling pass vs generation alone and the bare engine -------------
 
 
-def generation_alone(actor: Any, prompts: dict[str, str], entry: dict[str, str], spec: Any,
-                     batch_size: int) -> tuple[int, float]:
-    """The generate calls one pass makes (batches of batch_size prompts, one after another as
-    the single-actor routing stage sends them), with the pass's seed and nothing downstream."""
-    from axiom_ray.pipeline import pass_seed
-
-    items = list(prompts.items())
-    tokens, seconds = 0, 0.0
-    for i in range(0, len(items), batch_size):
-        reqs = [{"problem_id": pid, "prompt": p, "entry_point": entry[pid]} for pid, p in items[i:i + batch_size]]
-        got, s = actor_generate(actor, reqs, spec.n, spec.temperature, spec.max_tokens,
-                                pass_seed(spec), spec.top_p)
-        tokens, seconds = tokens + got, seconds + s
-    return tokens, seconds
+def process_tree(pid: int) -> list[int]:
+    """`pid` and its descendants (through /proc/<pid>/task/*/children)."""
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            with suppress(OSError):
+                todo += [int(c) for c in (task / "children").read_text().split()]
+    return out
 
 
-def full_pass(actor: Any, prompts: dict[str, str], problems: dict[str, dict[str, Any]], spec: Any,
-              cfg: Any, batch_size: int, workers: int, out_uri: str) -> tuple[int, float, float]:
-    """(tokens, wall seconds, summed verdict milliseconds) of one pipeline.run_pass."""
-    import pyarrow.dataset as pads
+def pin_tree(pid: int, cpus: set[int]) -> int:
+    """Bind every thread of `pid` and its descendants (present and, through inheritance, future)
+    to `cpus`; the number of threads bound."""
+    bound = 0
+    for p in process_tree(pid):
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            with suppress(OSError):
+                os.sched_setaffinity(int(task.name), cpus)
+                bound += 1
+    return bound
 
-    from axiom_ray.pipeline import run_pass
 
-    with timer() as t:
-        run_pass(generators=[actor], prompts=prompts, spec=spec, verify_problems=problems,
-                 verifier=cfg.verifier, verifier_workers=workers, generate_batch_size=batch_size,
-                 out_uri=out_uri)
-    table = pads.dataset(out_uri, format="parquet").to_table(columns=["num_tokens", "duration_ms"])
-    return (int(sum(table.column("num_tokens").to_pylist())), t["s"],
-            float(sum(table.column("duration_ms").to_pylist())))
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU seconds of these processes and their reaped children so far."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for p in pids:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += sum(int(x) for x in fields[11:15]) / tick  # utime stime cutime cstime
+    return total
 
 
 def bench_overlap(args: argparse.Namespace) -> None:
+    """Three modes on the same prompts, seeds and engine config, rounds alternating their order:
+    `bare` (vLLM LLM.generate in this process), `alone` (the generator actor's generate, all
+    prompts in one call: generation with nothing downstream) and `pass` (pipeline.run_pass:
+    streamed to the run-long verifier pool and written to Parquet)."""
+    import pyarrow.dataset as pads
     import ray
 
-    from axiom_ray.pipeline import PassSpec
+    from axiom_ray.generation.vllm_engine import VLLMEngine
+    from axiom_ray.models import resolve_model
+    from axiom_ray.pipeline import PassSpec, pass_seed, run_pass
     from axiom_ray.placement import make_plan
+    from axiom_ray.verifier import start_verifiers
 
     cfg = run_config(args, max_tokens=args.max_tokens, samples=args.samples)
+    cores = sorted(os.sched_getaffinity(0))
+    if args.pin:  # the engine's OpenMP threads on the first core (both engines), verifiers on the rest
+        os.environ["VLLM_CPU_OMP_THREADS_BIND"] = str(cores[0])
+    saved = dict(os.environ)
+    bare = VLLMEngine(resolve_model(cfg.model), seed=cfg.seed, cfg=cfg.generation)
+    for key in bare.env:  # the actor chooses its own values, as in the loop (see bench_pool)
+        if key not in saved:
+            os.environ.pop(key, None)
     start_ray(args.num_cpus)
-    quiet_ray_data()
-    workers = make_plan(cfg, ray.cluster_resources()).verifier_workers
+    plan = make_plan(cfg, ray.cluster_resources())
     actor, info = start_generator(cfg, "hops-overlap")
-    problems = problem_dicts(args.problems)
-    prompts = {r["problem_id"]: r["prompt"] for r in requests_for(actor, problems)}
-    entry = {p["id"]: p["entry_point"] for p in problems}
+    verifiers = start_verifiers(cfg.verifier, plan.verifier_workers, plan.verifier_cpus, "hops-overlap")
+    ready = verifiers.wait_ready()
+    gen_pid = info["pid"]
+    if args.pin:
+        pin_tree(gen_pid, {cores[0]})
+        for v in ready:
+            pin_tree(v["pid"], set(cores[1:]) or {cores[0]})
+    verifier_pids = [p for v in ready for p in process_tree(v["pid"])]
+    problems = problem_dicts(args.problems, args.num_problems)
+    requests = requests_for(actor, problems)
+    prompts = {r["problem_id"]: r["prompt"] for r in requests}
     verify_problems = {p["id"]: p for p in problems}
-    actor_generate(actor, requests_for(actor, problems[:2]), 1, 0.7, 16, 0)  # warm-up
+    actor_generate(actor, requests[:2], 1, 0.7, 16, 0)  # warm-up
+    bare_generate(bare, requests[:2], cfg.seed, n=1, temperature=0.7, max_tokens=16, seed=1)
     scratch = Path(tempfile.mkdtemp(prefix="axiom-hops-overlap-"))
-    emit("overlap", event="setup", problems=len(problems), samples=args.samples,
-         max_tokens=args.max_tokens, verifier_workers=workers, generator_start_s=info["start_seconds"])
-    for b, bs in enumerate(args.batch_sizes):
-        sums = {"alone": [0, 0.0], "pass": [0, 0.0]}
-        for rnd in range(args.rounds):
-            spec = PassSpec(run_id="hops", iteration=0, kind="samples", attempt=rnd, n=args.samples,
-                            temperature=args.temperature, top_p=cfg.generation.top_p,
-                            max_tokens=args.max_tokens, seed=cfg.seed, adapter=None)
-            for mode in (["alone", "pass"] if (b + rnd) % 2 == 0 else ["pass", "alone"]):
-                verify_ms = 0.0
-                busy0 = ray.get(actor.stats.remote())["generate_seconds"]
-                if mode == "alone":
-                    tokens, seconds = generation_alone(actor, prompts, entry, spec, bs)
-                else:
-                    tokens, seconds, verify_ms = full_pass(actor, prompts, verify_problems, spec, cfg, bs,
-                                                           workers, str(scratch / f"bs{bs}-r{rnd}"))
-                # The engine's own busy time: pass wall minus this is what Ray Data, verifying and
-                # writing add; this minus the "alone" figure is generation slowed by verification.
-                busy = ray.get(actor.stats.remote())["generate_seconds"] - busy0
-                sums[mode][0] += tokens
-                sums[mode][1] += seconds
-                emit("overlap", batch_size=bs, round=rnd, mode=mode, tokens=tokens,
-                     seconds=round(seconds, 2), generator_busy_s=round(busy, 2),
-                     tokens_per_s=rate(tokens, seconds), verdict_ms_total=round(verify_ms, 1))
-        wall = sums["pass"][1] / sums["alone"][1]
-        per_token = rate(*sums["alone"]) / rate(*sums["pass"])
-        emit("overlap", event="summary", batch_size=bs, wall_ratio=round(wall, 3),
-             tokens_per_s_ratio=round(per_token, 3), alone_s=round(sums["alone"][1], 2),
-             pass_s=round(sums["pass"][1], 2))
-        extra = (sums["pass"][1] - sums["alone"][1]) / args.rounds
-        ratio_line("overlap", f"batch_size={bs}: run_pass {sums['pass'][1]:.1f}s vs generation alone "
-                   f"{sums['alone'][1]:.1f}s = {wall:.2f} wall, {per_token:.2f} per token, {extra:+.1f}s per pass "
-                   f"({verdict(wall, 1.1, at_least=False)})")
+    emit("overlap", event="setup", problems=len(problems), samples=args.samples, max_tokens=args.max_tokens,
+         verifier_workers=plan.verifier_workers, verifier_cpus=plan.verifier_cpus, pinned=args.pin,
+         engine_env=info.get("env"))
+    sums = {m: [0, 0.0] for m in ("bare", "alone", "pass")}
+    verify_cpu = 0.0
+    modes = ["bare", "alone", "pass"]
+    for rnd in range(args.rounds):
+        spec = PassSpec(run_id="hops", iteration=0, kind="samples", attempt=rnd, n=args.samples,
+                        temperature=args.temperature, top_p=cfg.generation.top_p,
+                        max_tokens=args.max_tokens, seed=cfg.seed, adapter=None)
+        for mode in (modes if rnd % 2 == 0 else modes[::-1]):
+            extra: dict[str, Any] = {}
+            if mode == "bare":
+                tokens, seconds = bare_generate(bare, requests, info["seed"], args.samples, args.temperature,
+                                                args.max_tokens, pass_seed(spec), cfg.generation.top_p)
+            elif mode == "alone":
+                tokens, seconds = actor_generate(actor, requests, args.samples, args.temperature,
+                                                 args.max_tokens, pass_seed(spec), cfg.generation.top_p)
+            else:
+                cpu0 = cpu_seconds(verifier_pids)
+                out = str(scratch / f"r{rnd}")
+                with timer() as t:
+                    progress = run_pass(generators=[actor], verifiers=verifiers.actors, prompts=prompts, spec=spec,
+                                        verify_problems=verify_problems, generate_batch_size=cfg.generation.batch_size,
+                                        verifier_batch_size=cfg.verifier.batch_size, out_uri=out)
+                seconds = t["s"]
+                table = pads.dataset(out, format="parquet").to_table(columns=["num_tokens"])
+                tokens = int(sum(table.column("num_tokens").to_pylist()))
+                cpu = cpu_seconds(verifier_pids) - cpu0
+                verify_cpu += cpu
+                extra = {"verifier_cpu_s": round(cpu, 2), "blocks": progress.blocks,
+                         "first_verdict_s": round(progress.first_verdict_s or 0.0, 2),
+                         "generation_end_s": round(progress.generation_end_s or 0.0, 2), "passed": progress.passed}
+            sums[mode][0] += tokens
+            sums[mode][1] += seconds
+            emit("overlap", round=rnd, mode=mode, tokens=tokens, seconds=round(seconds, 2),
+                 tokens_per_s=rate(tokens, seconds), **extra)
+    tps = {m: rate(*sums[m]) for m in sums}
+    vs_bare = tps["pass"] / tps["bare"]
+    wall = sums["pass"][1] / sums["alone"][1]
+    where = f"engine on cpu {cores[0]}, verifiers on {cores[1:]}" if args.pin else "everything shared"
+    emit("overlap", event="summary", pinned=args.pin, tokens_per_s=tps, pass_vs_bare_tokens_per_s=round(vs_bare, 3),
+         pass_vs_alone_wall=round(wall, 3), verifier_cpu_s=round(verify_cpu, 2))
+    ratio_line("overlap", f"{where}: pass {tps['pass']:.1f} tok/s vs bare LLM.generate {tps['bare']:.1f} tok/s = "
+               f"{vs_bare:.2f} ({verdict(vs_bare, 0.9, at_least=True)}); pass wall {sums['pass'][1]:.1f}s vs "
+               f"generation alone {sums['alone'][1]:.1f}s = {wall:.2f} ({verdict(wall, 1.1, at_least=False)}); "
+               f"verification {verify_cpu:.1f} CPU-s")
+    verifiers.close()
     stop_generator(actor)
+    bare.close()
 
 
 # --- 3. redeploy: live adapter load vs engine restart -------------------------------------------
@@ -664,8 +710,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--seed", type=int, default=0, help="run seed (default: 0)")
         return p
 
-    p = command("pool", bench_pool, "Generated tokens/s through one GeneratorActor replica (the call the pipeline's "
-                "GenerateBatch makes) vs the same requests, seeds and engine config straight into vLLM's "
+    p = command("pool", bench_pool, "Generated tokens/s through one GeneratorActor replica (the engine path a "
+                "pass streams through) vs the same requests, seeds and engine config straight into vLLM's "
                 "LLM.generate in this process; rounds alternate. Target: pool >= 95%% of bare.")
     add_generation_flags(p, samples=4, max_tokens=128)
     p.add_argument("--num-problems", type=int, default=8, help="first N problems of the set (default: 8)")
@@ -674,14 +720,18 @@ def build_parser() -> argparse.ArgumentParser:
                    help="RAY_worker_niceness for the cluster (Ray's default: 15, so the actor and its vLLM "
                    "processes yield to everything at nice 0, such as the bare engine, on a busy machine)")
 
-    p = command("overlap", bench_overlap, "Wall time of pipeline.run_pass (Ray Data: generate -> verifier pool -> "
-                "Parquet) vs the same generate calls alone, same generator and seeds; rounds alternate. "
-                "Target: <= 1.1.")
-    add_generation_flags(p, samples=4, max_tokens=128)
-    p.add_argument("--batch-sizes", type=int_list, default=[16, 4],
-                   help="generation.batch_size values to try, comma-separated (default: 16,4; 16 is the config default)")
-    p.add_argument("--rounds", type=int, default=1,
-                   help="timed rounds per mode and batch size; the order flips each time (default: 1)")
+    p = command("overlap", bench_overlap, "The sampling pass (pipeline.run_pass: generator stream -> run-long "
+                "verifier pool -> Parquet) vs the same generator's generate alone and vs bare vLLM LLM.generate, "
+                "same prompts, seeds and engine config; rounds alternate. Targets: pass tok/s >= 0.9 x bare; "
+                "pass wall <= 1.1 x alone with --pin (verification on CPUs of its own).")
+    add_generation_flags(p, samples=4, max_tokens=384)
+    p.set_defaults(problems="axiom-rl,basics-sample")
+    p.add_argument("--num-problems", type=int, default=None, help="first N problems of the set (default: all)")
+    p.add_argument("--rounds", type=int, default=2,
+                   help="timed rounds per mode; the order flips each time (default: 2)")
+    p.add_argument("--pin", action="store_true",
+                   help="engine (its OpenMP threads and processes) on the first allowed core, verifiers and their "
+                   "candidates on the others")
 
     p = command("redeploy", bench_redeploy, "Seconds to serve the first request with a new LoRA adapter: loaded "
                 "into the live generator (GeneratorPool.load, as loop.ensure_adapter) vs a full restart "
@@ -707,14 +757,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("verify-scaling", bench_verify_scaling, "HumanEval canonical solutions through the verifier actor "
                 "pool (Ray Data VerifyBatch actors, 1 CPU each) on simulated clusters of 1, 2 and 3 nodes "
                 "(ray.cluster_utils) holding the same logical CPUs; verdicts/s and ratios to 1 node, for the "
-                "pool as run_pass builds it and for a fixed-size pool.")
+                "autoscaled Ray Data pool the pipeline built before issue 14 and for a fixed-size pool (run_pass now uses the run-long fixed VerifierPool).")
     p.add_argument("--cpus", type=int, default=3, help="logical CPUs in all, split over the nodes (default: 3)")
     p.add_argument("--nodes", type=int_list, default=[1, 2, 3], help="node counts to try (default: 1,2,3)")
     p.add_argument("--repeat", type=int, default=3, help="copies of the 164 candidates (default: 3)")
     p.add_argument("--batch-size", type=int, default=8, help="candidates per verifier call (default: 8, the config's)")
     p.add_argument("--rounds", type=int, default=1, help="passes over all layouts (default: 1)")
     p.add_argument("--pools", type=lambda t: t.split(","), default=["pipeline", "fixed"],
-                   help="pipeline: autoscaled from 1 actor as run_pass builds it; fixed: all actors from the "
+                   help="pipeline: autoscaled from 1 actor (the pre-issue-14 pipeline); fixed: all actors from the "
                    "start (default: pipeline,fixed)")
 
     command("all", bench_all, "Every benchmark above with its defaults, each in its own process.")

@@ -6,7 +6,8 @@ something to train on and phases long enough to be killed in:
 - candidates with index < `solved` of the problems in `solutions` are replaced by a correct
   solution (a random model never passes, and the loop skips training without verified samples);
   the verifier still judges them for real;
-- `generate` and `load_adapter` sleep first (`generate_delay_s`, `adapter_delay_s`), so the
+- `generate`, `generate_stream` (what a pass calls) and `load_adapter` sleep first
+  (`generate_delay_s`, `adapter_delay_s`), so the
   samples, eval and redeploy phases last long enough to be caught `running` and killed;
 - nothing else: the engine, seeds, adapters and rows are the production code paths.
 Real engines are tested in test_generation_*.py and test_loop.py.
@@ -24,6 +25,7 @@ import functools
 import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -99,6 +101,10 @@ class ScriptedGenerator(GeneratorActor):
     def generate(self, requests: list[dict[str, Any]], *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
         time.sleep(self.generate_delay_s)
         return super().generate(requests, *args, **kwargs)
+
+    def generate_stream(self, requests: list[dict[str, Any]], *args: Any, **kwargs: Any) -> Iterator[list[dict[str, Any]]]:
+        time.sleep(self.generate_delay_s)
+        yield from super().generate_stream(requests, *args, **kwargs)
 
     def load_adapter(self, path_or_uri: str, iteration: int) -> float:
         time.sleep(self.adapter_delay_s)

@@ -57,7 +57,7 @@ def alive(fragment: str) -> list[Any]:
 def generating() -> bool:
     from ray.util.state import list_tasks
 
-    return bool(list_tasks(filters=[("name", "=", "ScriptedGenerator.generate"), ("state", "=", "RUNNING")],
+    return bool(list_tasks(filters=[("name", "=", "ScriptedGenerator.generate_stream"), ("state", "=", "RUNNING")],
                            limit=10, raise_on_missing_output=False))
 
 

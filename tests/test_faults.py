@@ -187,7 +187,7 @@ def test_a_generator_killed_mid_pass_is_restarted_reloaded_and_its_prompts_resub
         thread = PhaseThread(loop, 1, "samples", lambda: loop.sample(1, "samples"))
         thread.start()
         wait_for(f"a generate call on replica {victim}",
-                 lambda: any(t.worker_pid == pids[victim] for t in running_tasks(address, "ScriptedGenerator.generate")),
+                 lambda: any(t.worker_pid == pids[victim] for t in running_tasks(address, "ScriptedGenerator.generate_stream")),
                  thread)
         time.sleep(jitter)
         before = temp_rows(tmp_path / "run", 1, "samples")

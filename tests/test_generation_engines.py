@@ -240,3 +240,20 @@ def test_default_model_writes_a_python_function_and_stops_after_it(kind: str) ->
     assert cut.text.endswith(CODE_END) and cut.finish_reason == "stop"
     assert cut.text == cut_at_code_end(full.text) and cut.num_tokens < full.num_tokens
     assert extract_code(full.text, "two_sum") == code
+
+
+@pytest.mark.parametrize("window", [None, 1])
+def test_stream_gives_each_prompt_once_with_generates_completions(
+        engine: Engine, prompts: list[str], window: int | None, monkeypatch: pytest.MonkeyPatch) -> None:
+    """generate_stream (what a pass uses): every prompt's completions exactly once, and the
+    same ones generate returns for the same seeds (one code path for both); vLLM also with one
+    prompt in the engine at a time, each finished one replaced by the next."""
+    if window is not None:
+        if not hasattr(engine, "window"):
+            pytest.skip("only vLLM keeps a window of prompts in the engine")
+        monkeypatch.setattr(engine, "window", window)
+    args = {"n": 2, "temperature": 1.0, "top_p": 0.95, "max_tokens": 10, "seed": 3}
+    got = list(engine.generate_stream(prompts, **args))
+    assert sorted(i for i, _ in got) == list(range(len(prompts)))
+    want = engine.generate(prompts, **args)
+    assert {i: [c.text for c in row] for i, row in got} == {i: [c.text for c in row] for i, row in enumerate(want)}

@@ -83,7 +83,7 @@ def generating(address: str) -> bool:
     from ray.util.state import list_tasks
 
     return bool(list_tasks(address=address, limit=10, raise_on_missing_output=False, filters=[
-        ("name", "=", "ScriptedGenerator.generate"), ("state", "=", "RUNNING")]))
+        ("name", "=", "ScriptedGenerator.generate_stream"), ("state", "=", "RUNNING")]))
 
 
 def kill_condition_met(storage: Path, kill: Kill, address: str) -> bool:

@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from typing import Any
 
@@ -103,37 +104,64 @@ class GeneratorActor:
         max_tokens: int,
         seed: int,
     ) -> list[Candidate]:
-        """`n` candidates for each request ({"problem_id", "prompt", optional "entry_point"}).
+        """`n` candidates for each request ({"problem_id", "prompt", optional "entry_point"}),
+        in request order.
 
         Each prompt's sampling seed comes from (this replica's seed, `seed`, problem_id), so a
         problem's samples do not depend on batching, and replicas with different seeds differ.
         """
+        done = dict(self._stream(requests, n, temperature, top_p, max_tokens, seed))
+        return [c for i in range(len(requests)) for c in done.get(i, [])]
+
+    def generate_stream(
+        self,
+        requests: list[dict[str, Any]],
+        n: int,
+        temperature: float,
+        top_p: float,
+        max_tokens: int,
+        seed: int,
+    ) -> Iterator[list[Candidate]]:
+        """`generate`'s candidates, one request's `n` at a time as the engine finishes it (a
+        Ray streaming-generator method: call it with `.options(num_returns="streaming")`), so
+        they can be judged while the engine decodes the rest. Same seeds, same candidates."""
+        for _, rows in self._stream(requests, n, temperature, top_p, max_tokens, seed):
+            yield rows
+
+    def _stream(
+        self,
+        requests: list[dict[str, Any]],
+        n: int,
+        temperature: float,
+        top_p: float,
+        max_tokens: int,
+        seed: int,
+    ) -> Iterator[tuple[int, list[Candidate]]]:
         if not requests:
-            return []
+            return
         prompts = [r["prompt"] for r in requests]
         seeds = [derive_seed(self.seed, seed, str(r["problem_id"])) for r in requests]
-        started = time.perf_counter()
-        try:
-            results = self.engine.generate(
-                prompts, n, temperature, top_p, max_tokens, seed, seeds=seeds
-            )
-        except Exception as e:
-            if self.engine.is_dead(e):
-                # A dead engine never serves again: die, so Ray restarts this actor and the
-                # pipeline reloads its adapter and resubmits the batch (an exit_actor() would
-                # count as intended and not be restarted).
-                log.error("generator engine died (%s); exiting so Ray restarts this replica", e)
-                os._exit(1)
-            raise
-        self.generate_seconds += time.perf_counter() - started
-        rows = [
-            self._row(request, index, completion)
-            for request, completions in zip(requests, results, strict=True)
-            for index, completion in enumerate(completions)
-        ]
-        self.tokens_generated += sum(r["num_tokens"] for r in rows)
-        self.candidates_generated += len(rows)
-        return rows
+        stream = self.engine.generate_stream(prompts, n, temperature, top_p, max_tokens, seed, seeds=seeds)
+        while True:
+            started = time.perf_counter()
+            try:
+                i, completions = next(stream)
+            except StopIteration:
+                self.generate_seconds += time.perf_counter() - started
+                return
+            except Exception as e:
+                if self.engine.is_dead(e):
+                    # A dead engine never serves again: die, so Ray restarts this actor and the
+                    # pipeline reloads its adapter and resubmits the batch (an exit_actor() would
+                    # count as intended and not be restarted).
+                    log.error("generator engine died (%s); exiting so Ray restarts this replica", e)
+                    os._exit(1)
+                raise
+            self.generate_seconds += time.perf_counter() - started
+            rows = [self._row(requests[i], index, c) for index, c in enumerate(completions)]
+            self.tokens_generated += sum(r["num_tokens"] for r in rows)
+            self.candidates_generated += len(rows)
+            yield i, rows
 
     def _row(self, request: dict[str, Any], index: int, completion: Any) -> Candidate:
         code = extract_code(completion.text, request.get("entry_point"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import os
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,6 +74,22 @@ class Engine(ABC):
 
         Sampling seeds per prompt are `seeds` when given, else derived from (`seed`, index).
         """
+
+    def generate_stream(
+        self,
+        prompts: list[str],
+        n: int,
+        temperature: float,
+        top_p: float,
+        max_tokens: int,
+        seed: int,
+        seeds: list[int] | None = None,
+    ) -> Iterator[tuple[int, list[Completion]]]:
+        """(prompt index, its `n` completions) as each prompt finishes, in finishing order: the
+        same completions `generate` returns, so a caller can act on the first while the engine
+        decodes the rest. This default waits for the whole batch; engines override it."""
+        rows = self.generate(prompts, n, temperature, top_p, max_tokens, seed, seeds=seeds)
+        yield from enumerate(rows)
 
     @abstractmethod
     def load_adapter(self, path: str, iteration: int) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+from collections.abc import Iterator
 from contextlib import nullcontext
 from typing import Any
 
@@ -85,17 +86,30 @@ class HFEngine(Engine):
         seed: int,
         seeds: list[int] | None = None,
     ) -> list[list[Completion]]:
+        return [row for _, row in self.generate_stream(prompts, n, temperature, top_p, max_tokens, seed, seeds)]
+
+    def generate_stream(
+        self,
+        prompts: list[str],
+        n: int,
+        temperature: float,
+        top_p: float,
+        max_tokens: int,
+        seed: int,
+        seeds: list[int] | None = None,
+    ) -> Iterator[tuple[int, list[Completion]]]:
+        """Chunked batches (the same chunks `generate` decodes), each chunk's prompts yielded as
+        soon as it is decoded."""
         self._check_awake()
         per_prompt = prompt_seeds(seed, len(prompts), seeds)
-        out: list[list[Completion]] = []
         step = self._prompts_per_call(n if temperature > 0 else 1)
         for start in range(0, len(prompts), step):
             chunk = prompts[start : start + step]
             # One generator per batch: transformers samples a batch from one stream, so the
             # first prompt's seed decides the batch (results depend on batch composition).
             torch.manual_seed(per_prompt[start])
-            out.extend(self._generate_batch(chunk, n, temperature, top_p, max_tokens))
-        return out
+            rows = self._generate_batch(chunk, n, temperature, top_p, max_tokens)
+            yield from enumerate(rows, start)
 
     def _prompts_per_call(self, copies: int) -> int:
         if self.device == "cuda":

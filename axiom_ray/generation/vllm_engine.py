@@ -14,6 +14,7 @@ from __future__ import annotations
 import gc
 import logging
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from huggingface_hub import snapshot_download
@@ -93,6 +94,7 @@ class VLLMEngine(Engine):
         self.sleep_enabled = not self.on_cpu
         self.kv_cache_gb = cfg.kv_cache_gb if self.on_cpu else None
         self.stop = [CODE_END] if cfg.stop_at_code_end else None
+        self.window = cfg.batch_size  # prompts in the engine at a time (generate_stream)
         self._lora: Any = None  # the active LoRARequest
         self._lora_ids: list[int] = []  # every id handed out, so none is ever reused
         from vllm import LLM
@@ -142,9 +144,33 @@ class VLLMEngine(Engine):
         seed: int,
         seeds: list[int] | None = None,
     ) -> list[list[Completion]]:
+        rows: list[list[Completion]] = [[] for _ in prompts]
+        for i, row in self.generate_stream(prompts, n, temperature, top_p, max_tokens, seed, seeds):
+            rows[i] = row
+        return rows
+
+    def generate_stream(
+        self,
+        prompts: list[str],
+        n: int,
+        temperature: float,
+        top_p: float,
+        max_tokens: int,
+        seed: int,
+        seeds: list[int] | None = None,
+    ) -> Iterator[tuple[int, list[Completion]]]:
+        """Each prompt's completions the step they finish, while the engine decodes the others.
+
+        At most `generation.batch_size` prompts are in the engine at a time (the KV cache was
+        sized for that many; more would make vLLM preempt and recompute), and a finished one is
+        replaced by the next before the following step, so the batch never drains between
+        chunks. All in this thread, step by step: the same calls give the same steps, hence the
+        same completions."""
         from vllm import SamplingParams
 
         self._check_awake()
+        if not prompts:
+            return
         per_prompt = prompt_seeds(seed, len(prompts), seeds)
         sample = temperature > 0
         # vLLM refuses n > 1 for greedy decoding; the n copies would be identical anyway.
@@ -167,9 +193,32 @@ class VLLMEngine(Engine):
             {"prompt_token_ids": self._tokenizer.encode(p, add_special_tokens=False)}
             for p in prompts
         ]
-        outputs = self.llm.generate(inputs, params, lora_request=self._lora, use_tqdm=False)
-        rows = [self._completions(out) for out in outputs]
-        return rows if sample else [row * n for row in rows]
+        engine = self.llm.llm_engine
+        index: dict[str, tuple[int, str]] = {}  # vLLM's external request id -> (prompt, internal id)
+        queued = 0
+
+        def submit(count: int) -> None:
+            nonlocal queued
+            end = min(len(inputs), queued + count)
+            if end > queued:
+                # enqueue returns internal ids ("<external>-<8 random chars>"); outputs carry
+                # the external one.
+                ids = self.llm.enqueue(inputs[queued:end], params[queued:end], lora_request=self._lora,
+                                       use_tqdm=False)
+                index.update({rid.rsplit("-", 1)[0]: (queued + j, rid) for j, rid in enumerate(ids)})
+                queued = end
+
+        submit(self.window)
+        try:
+            while engine.has_unfinished_requests():
+                finished = [out for out in engine.step() if out.finished]
+                submit(len(finished))
+                for out in finished:
+                    row = self._completions(out)
+                    yield index.pop(str(out.request_id))[0], (row if sample else row * n)
+        finally:
+            if index:  # the caller stopped early (or a step failed): free the engine for the next
+                engine.abort_request([rid for _, rid in index.values()], internal=True)
 
     @staticmethod
     def _completions(out: Any) -> list[Completion]:
