@@ -24,7 +24,6 @@ from axiom_ray.problems import ProblemError
 from axiom_ray.report import ReportError, write_report
 from axiom_ray.rundir import RunDirError
 from axiom_ray.sandbox import SandboxUnavailable
-from axiom_ray.storage import is_local
 
 # axiom_ray.loop is imported inside the commands that run on the cluster:
 # it imports Ray, which takes seconds that `axiom problems` and `axiom verify` need not pay.
@@ -146,10 +145,9 @@ def cmd_iterate(args: argparse.Namespace) -> int:
 
     cfg = config_from_args(args)
     run = run_iterations(cfg, fork=args.fork)
-    paths = write_report(run.storage.root) if is_local(run.storage.root) else {}
+    paths = write_report(run.storage.root)  # into the run directory, s3:// included
     print(f"run directory: {run.storage.root}")
-    if paths:
-        print(f"report: {paths.get('md')}  (HTML: {paths.get('html')})")
+    print(f"report: {paths.get('md')}  (HTML: {paths.get('html')})")
     return 0
 
 

@@ -238,11 +238,17 @@ EOF
   echo "  (a driver in Python: ray.init(address=\"$HEAD_ADDRESS\"))"
 }
 
-wait_for_nodes() {  # wait_for_nodes COUNT TIMEOUT_S
-  local want="$1" deadline=$(( SECONDS + $2 )) n=0
+wait_for_nodes() {  # wait_for_nodes COUNT TIMEOUT_S: until the GCS knows COUNT alive nodes
+  local want="$1" deadline=$(( SECONDS + $2 )) n=0 name pid st _c _g
   while (( SECONDS < deadline )); do
     n="$(alive_nodes)"
     (( n >= want )) && return 0
+    # A node that exited (a bad flag, a socket path too long) never joins: say so at once.
+    IFS=$'\t' read -r name pid st _c _g < <(tail -n 1 "$NODES_FILE")
+    if ! ours_alive "$pid" "$st"; then
+      echo "local_cluster: $name exited: $(tail -n 1 "$STATE_DIR/logs/$name.log")" >&2
+      return 1
+    fi
     sleep 2
   done
   echo "local_cluster: $n of $want nodes alive after $2 s" >&2
