@@ -191,6 +191,10 @@ cmd_start() {
   PATH="$(dirname "$RAY"):$PATH"
   export PATH
   export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"
+  # Several nodes on one host is this script's purpose: a RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+  # inherited from a single-node setup (scripts/test.sh sets it) would make every worker refuse
+  # to join ("Multi-node Ray clusters are not supported").
+  export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1
   export AXIOM_SHARED_PATHS="${AXIOM_SHARED_PATHS:-/}"
   # On SIGTERM a node first drains for up to 30 s (for Ray Serve traffic); a dev cluster has
   # none, so `stop` tears nodes down at once.

@@ -62,6 +62,15 @@ class LocalCluster:
         rows = (self.state_dir / "nodes.tsv").read_text().splitlines()
         return [int(row.split("\t")[1]) for row in rows if row]
 
+    def node_processes(self) -> list[list[str]]:
+        """The command lines of each node's processes (its process group: `ray start --block`
+        runs in its own session), head first."""
+        out = []
+        for pid in self.node_pids():
+            found = subprocess.run(["pgrep", "-a", "-g", str(pid)], capture_output=True, text=True)
+            out.append(found.stdout.splitlines())
+        return out
+
     def __exit__(self, exc_type: object, *exc: object) -> None:
         self._script("stop", timeout=120)
         if exc_type is None:

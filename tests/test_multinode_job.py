@@ -20,6 +20,7 @@ no manifest or log.
 from __future__ import annotations
 
 import contextlib
+import re
 import shlex
 import subprocess
 import time
@@ -135,6 +136,12 @@ def test_rayjob_entrypoint_on_a_multi_node_cluster_with_s3_storage(s3, tmp_path)
             "--workers", "2", "--gpu-workers", "0", "--cpus-per-worker", str(WORKER_CPUS),
             "--head-cpus", str(head_cpus), "--object-store-mb", "300"]) as cluster:
         started = time.perf_counter() - t0
+        # The script's cluster: one log monitor on this host (the head's), and a worker port
+        # range of each raylet's own.
+        procs = cluster.node_processes()
+        assert [sum("log_monitor.py" in p for p in node) for node in procs] == [1, 0, 0]
+        ranges = [re.findall(r"--(?:min|max)_worker_port=(\d+)", " ".join(node)) for node in procs]
+        assert all(len(r) == 2 for r in ranges) and len({tuple(r) for r in ranges}) == 3, ranges
         submit = ray_cli(cluster, "job", "submit", "--no-wait", "--submission-id", job_id,
                          "--working-dir", ".", "--entrypoint-num-cpus", str(spec["entrypointNumCpus"]),
                          "--", *argv)
