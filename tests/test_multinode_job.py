@@ -101,16 +101,24 @@ def ray_cli(cluster: LocalCluster, *args: str, timeout: float = 120) -> subproce
 
 
 def wait_for_job(cluster: LocalCluster, job_id: str) -> str:
+    """The job's final status (JobSubmissionClient: the CLI prints it only in its log lines)."""
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    client = JobSubmissionClient(cluster.dashboard_url)
     deadline = time.monotonic() + JOB_TIMEOUT_S
-    status = ""
     while time.monotonic() < deadline:
-        status = ray_cli(cluster, "job", "status", job_id).stdout
-        for final in ("SUCCEEDED", "FAILED", "STOPPED"):
-            if f"status: {final}" in status or f"'{final}'" in status or final in status.split():
-                return final
+        status = client.get_job_status(job_id)
+        if status.is_terminal():
+            return status.value
         time.sleep(5)
-    ray_cli(cluster, "job", "stop", job_id)
-    return f"TIMEOUT after {JOB_TIMEOUT_S}s: {status}"
+    client.stop_job(job_id)
+    return f"TIMEOUT after {JOB_TIMEOUT_S}s ({JobStatus.RUNNING.value})"
+
+
+def job_logs(cluster: LocalCluster, job_id: str) -> str:
+    from ray.job_submission import JobSubmissionClient
+
+    return JobSubmissionClient(cluster.dashboard_url).get_job_logs(job_id)
 
 
 def placements(cluster: LocalCluster) -> tuple[dict[str, bool], list[dict[str, Any]]]:
@@ -147,7 +155,7 @@ def test_rayjob_entrypoint_on_a_multi_node_cluster_with_s3_storage(s3, tmp_path)
                          "--", *argv)
         assert submit.returncode == 0, submit.stdout + submit.stderr
         final = wait_for_job(cluster, job_id)
-        logs = ray_cli(cluster, "job", "logs", job_id).stdout
+        logs = job_logs(cluster, job_id)
         (tmp_path / "job.log").write_text(logs)
         print(f"cluster up in {started:.0f}s, job {final} after {time.perf_counter() - t0 - started:.0f}s")
         assert final == "SUCCEEDED", f"job {final}:\n{logs[-8000:]}"
