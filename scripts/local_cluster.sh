@@ -223,7 +223,7 @@ EOF
   start_node head "$head_cpus" 0 0 --head --port "$port" --dashboard-host 127.0.0.1 \
     --dashboard-port "$dashboard_port" --ray-client-server-port "$(free_port)" "${extra[@]}"
   # Workers can only join once the GCS answers.
-  wait_for_nodes 1 60 || { cmd_stop; die "the head did not come up; see $STATE_DIR/logs/head.log"; }
+  wait_for_nodes 1 180 || { cmd_stop; die "the head did not come up; see $STATE_DIR/logs/head.log"; }
   extra=(--include-log-monitor false)  # the head's monitor already reads this host's logs
   [[ -n "$worker_resources" ]] && extra+=(--resources "$worker_resources")
   local i gpus
@@ -232,7 +232,7 @@ EOF
     (( i <= gpu_workers )) && gpus="$gpus_per_worker"
     start_node "worker$i" "$cpus_per_worker" "$gpus" "$i" --address "$HEAD_ADDRESS" "${extra[@]}"
     # One at a time: the next raylet starts once this one has registered.
-    wait_for_nodes $(( i + 1 )) 90 || {
+    wait_for_nodes $(( i + 1 )) 180 || {
       cmd_stop; die "worker$i did not join; see $STATE_DIR/logs/worker$i.log"; }
   done
   echo

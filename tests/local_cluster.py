@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "local_cluster.sh"
-START_TIMEOUT_S = 300  # every raylet in turn, on a shared 2-core machine
+START_TIMEOUT_S = 900  # every raylet in turn (up to 180 s each), on a shared 2-core machine
 
 
 class LocalCluster:
