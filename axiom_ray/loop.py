@@ -46,7 +46,8 @@ from axiom_ray.placement import Plan, make_plan
 from axiom_ray.problems import Problem, resolve_problems
 from axiom_ray.rundir import DONE, FAILED, RUNNING, RunDir, RunDirError, iter_dir, now, phases_of
 from axiom_ray.sandbox import LEVELS, SandboxUnavailable, detect_isolation
-from axiom_ray.storage import normalize_uri
+from axiom_ray.storage import is_local, normalize_uri
+from axiom_ray.tracking import RunTracker, check_backends, open_tracking
 from axiom_ray.training import EmptyTrainingSet, train_adapter
 
 log = logging.getLogger(__name__)
@@ -81,6 +82,7 @@ class Loop:
     problems: Problems
     model_path: str  # the resolved base model (the embedded default's cache folder, or as given)
     pool: GeneratorPool = field(default_factory=GeneratorPool)  # empty until generators start
+    tracker: RunTracker = field(default_factory=RunTracker)  # experiment trackers (none by default)
 
     # --- phases --------------------------------------------------------------------------
     def run_all(self) -> None:
@@ -119,6 +121,7 @@ class Loop:
         seconds = round(time.perf_counter() - t0, 2)
         self.run.mark(k, name, DONE, finished_at=now(), seconds=seconds, metrics=result)
         metrics.gauge("phase_seconds", seconds, run=self.run.run_id, phase=name)
+        self.tracker.log_phase(k, name, seconds)
         log.info("[iter %d] %-8s done in %.1fs: %s", k, name, seconds, _summary(result))
 
     def sample(self, k: int, kind: str) -> dict[str, Any]:
@@ -169,6 +172,7 @@ class Loop:
         if kind == "samples" and curriculum is not None:
             stats["curriculum"] = {key: v for key, v in curriculum.items() if key != "ids"}
         metrics.record_pass(summary, run=run.run_id, kind=kind)
+        self.tracker.log_pass(k, kind, summary, stats)
         return stats
 
     def paired_stats(self, k: int, kind: str, current: PassSummary) -> dict[str, Any]:
@@ -243,6 +247,8 @@ class Loop:
             "tokens_per_second", "resumed_from_epoch", "val_examples", "val_losses", "best_epoch")}
         metrics.gauge("train_loss", result.final_loss, run=run.run_id)
         metrics.gauge("train_tokens_per_second", result.tokens_per_second, run=run.run_id)
+        self.tracker.log_training(k, result)
+        self.tracker.log_adapter(k, run.uri(adapter_rel))
         return out
 
     def skip_training(self, k: int, why: str) -> dict[str, Any]:
@@ -262,9 +268,19 @@ class Loop:
         self.pool = start_generators(self.cfg, self.plan, self.run.run_id)
         log.info("generators ready in %.1fs", time.perf_counter() - t0)
 
-    def close(self) -> None:
-        """Release the generators (and their accelerator memory) at the end of a command."""
+    def close(self, finished: bool = False) -> None:
+        """Release the generators (and their accelerator memory) at the end of a command, and
+        end the tracker runs (`finished`: the command completed, else they are marked failed)."""
         self.pool.close()
+        self.tracker.close(finished)
+
+    def track_report(self) -> None:
+        """With a tracker, the report as its artifacts (written here, and again, identically, by
+        `axiom iterate` after the loop returns)."""
+        if self.tracker.enabled and is_local(self.run.storage.root):
+            from axiom_ray.report import write_report  # lazy: matplotlib
+
+            self.tracker.log_report(write_report(self.run.storage.root))
 
     def ensure_adapter(self, k: int) -> float:
         """Make the live generators serve model k (no restart): load its adapter if needed.
@@ -291,6 +307,7 @@ def check_isolation(cfg: RunConfig) -> None:
 def prepare(cfg: RunConfig, fork: bool = False, with_generators: bool = True) -> Loop:
     """Check every input before taking cluster resources, open the run, plan, start generators."""
     problems = load_problems(cfg)
+    check_backends(cfg.tracking)
     check_isolation(cfg)
     model_path = resolve_model(cfg.model)  # a missing folder fails here, before any cluster work
     if not ray.is_initialized():
@@ -314,10 +331,14 @@ def prepare(cfg: RunConfig, fork: bool = False, with_generators: bool = True) ->
 def run_iterations(cfg: RunConfig, fork: bool = False) -> RunDir:
     """The whole loop."""
     loop = prepare(cfg, fork=fork)
+    loop.tracker = open_tracking(cfg, loop.run)
+    finished = False
     try:
         loop.run_all()
+        loop.track_report()
+        finished = True
     finally:
-        loop.close()
+        loop.close(finished)
     return loop.run
 
 
@@ -339,14 +360,17 @@ def run_single_phase(cfg: RunConfig, command: str, iteration: int | None = None,
         raise RunDirError("no evaluation problems: pass --eval-problems")
     if force:
         run.mark(k, name, "forced")
+    loop.tracker = open_tracking(cfg, run)  # after the checks: a refused command is no tracker run
     fns = {"samples": lambda: loop.sample(k, "samples"), "train": lambda: loop.train(k),
            "eval": lambda: loop.sample(k, "eval")}
+    finished = False
     try:
         if name != "train":
             loop.start_pool()
         loop.phase(k, name, fns[name])
+        finished = True
     finally:
-        loop.close()
+        loop.close(finished)
     return run
 
 

@@ -3,6 +3,7 @@ before any actor starts. Pure: takes `ray.cluster_resources()` as a dict."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from axiom_ray.config import RunConfig
@@ -70,12 +71,24 @@ def check_fits(plan: Plan, resources: dict[str, float]) -> None:
         missing.append(f"{gen_gpu + train_gpu:g} GPU for generators and trainer (cluster has {gpus:g}); "
                        "lower generation.replicas or training.num_workers, or set generation.num_gpus=0 "
                        "to sample on CPU")
-    gen_cpu = plan.replicas * plan.gen_num_cpus
-    # Sampling needs the generators plus at least one verifier; training the generators (kept
-    # alive for a live redeploy) plus the train workers (and Ray Train's controller).
-    need_cpu = max(gen_cpu + 1, gen_cpu + plan.train_workers * plan.train_cpus_per_worker)
+    need_cpu = cpus_needed(plan.replicas * plan.gen_num_cpus, plan.train_workers * plan.train_cpus_per_worker)
     if need_cpu > cpus + 1e-9:
         missing.append(f"{need_cpu:g} CPU (cluster has {cpus:g}); lower generation.replicas, "
                        "generation.num_cpus or training.num_workers, or start Ray with more --num-cpus")
     if missing:
         raise PlanError("the cluster cannot fit the plan: needs " + " and ".join(missing))
+
+
+def cpus_needed(gen_cpus: float, train_cpus: float) -> float:
+    """CPUs the phases that run together need: sampling, the generators plus at least one
+    verifier; training, the generators (kept alive for a live redeploy) plus the train workers."""
+    return max(gen_cpus + 1, gen_cpus + train_cpus)
+
+
+def local_cluster_cpus(cfg: RunConfig, machine_cpus: int) -> int:
+    """Logical CPUs for a local cluster started for `cfg` (as scripts/run.sh starts one): the
+    machine's cores, raised so the plan fits with one verifier to spare while sampling. Phases
+    take turns, so logical CPUs above the cores cost nothing when idle."""
+    g, t = cfg.generation, cfg.training
+    need = cpus_needed(g.replicas * g.num_cpus, t.num_workers * t.cpus_per_worker)
+    return max(machine_cpus, math.ceil(need) + 1)

@@ -171,6 +171,15 @@ class Manifest:
     def add_resume(self) -> None:
         self.data.setdefault("resumed_at", []).append(now())
 
+    def tracker_run(self, backend: str) -> dict[str, Any]:
+        """What a tracker recorded to continue its run on a resume (`tracking.BACKEND`: its run id
+        and where it keeps it), {} when it never ran on this run directory."""
+        value = (self.data.get("tracking") or {}).get(backend)
+        return value if isinstance(value, dict) else {}
+
+    def set_tracker_run(self, backend: str, info: dict[str, Any]) -> None:
+        self.data.setdefault("tracking", {})[backend] = info
+
     def problems(self, split: str) -> list[str]:
         """The problem ids of a split ("train" or "eval") the run resolved."""
         return [str(p) for p in (self.data.get("problems") or {}).get(split) or []]

@@ -1,6 +1,7 @@
 """`axiom evaluate` as a Ray job entry point; takes exactly the flags of `axiom evaluate --help`.
 
     ray job submit --working-dir . -- python jobs/evaluate.py --help
+    python jobs/evaluate.py --help      # directly: joins RAY_ADDRESS / a `ray start` cluster, else starts one
 """
 
 import sys

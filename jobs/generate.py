@@ -1,6 +1,7 @@
 """`axiom generate` as a Ray job entry point; takes exactly the flags of `axiom generate --help`.
 
     ray job submit --working-dir . -- python jobs/generate.py --help
+    python jobs/generate.py --help      # directly: joins RAY_ADDRESS / a `ray start` cluster, else starts one
 """
 
 import sys

@@ -1,6 +1,7 @@
 """`axiom iterate` as a Ray job entry point; takes exactly the flags of `axiom iterate --help`.
 
     ray job submit --working-dir . -- python jobs/iterate.py --help
+    python jobs/iterate.py --help      # directly: joins RAY_ADDRESS / a `ray start` cluster, else starts one
 """
 
 import sys

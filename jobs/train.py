@@ -1,6 +1,7 @@
 """`axiom train` as a Ray job entry point; takes exactly the flags of `axiom train --help`.
 
     ray job submit --working-dir . -- python jobs/train.py --help
+    python jobs/train.py --help      # directly: joins RAY_ADDRESS / a `ray start` cluster, else starts one
 """
 
 import sys

@@ -96,7 +96,9 @@ def _fake_verified_samples(run: RunDir, rows: int) -> None:
 
 def test_single_phases_train_then_generate_with_the_adapter(ray_cluster, tiny, tmp_path):
     storage = str(tmp_path / "run")
-    cfg = tiny_config(tiny["model"], storage, "training.epochs=1", "training.grad_accum=1")
+    # tracked: each command continues the same tracker run (tests/test_tracking.py reads them)
+    cfg = tiny_config(tiny["model"], storage, "training.epochs=1", "training.grad_accum=1",
+                      "tracking.backend=[mlflow,tensorboard]")
     with pytest.raises(RunDirError, match="axiom generate --iteration 0"):
         run_single_phase(cfg, "train", iteration=1)
     run = RunDir.open(storage)
@@ -116,6 +118,37 @@ def test_single_phases_train_then_generate_with_the_adapter(ray_cluster, tiny, t
 
     with pytest.raises(RunDirError, match="axiom train --iteration 2"):
         run_single_phase(cfg, "generate", iteration=2)
+    _check_tracked(RunDir.open(storage))
+
+
+def _check_tracked(run: RunDir) -> None:
+    """The train and generate commands above, in one MLflow run and one TensorBoard folder:
+    the real training job's loss per optimizer step, the adapter by its URI, the pass's figures
+    and the phase times, with iteration 1 as their step."""
+    from mlflow.tracking import MlflowClient
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    mlflow = run.manifest.tracker_run("mlflow")
+    client = MlflowClient(tracking_uri=mlflow["uri"])
+    tracked = client.get_run(mlflow["run_id"])
+    assert len(client.search_runs([tracked.info.experiment_id])) == 1
+    assert tracked.info.status == "FINISHED"
+
+    def history(key):
+        return [(m.step, m.value) for m in client.get_metric_history(mlflow["run_id"], key)]
+
+    train, samples = run.phase(1, "train").metrics, run.phase(1, "samples").metrics
+    losses = history("train/loss/iter_1")
+    assert [step for step, _ in losses] == list(range(1, train["steps"] + 1))
+    assert losses[-1][1] == pytest.approx(train["final_loss"])
+    assert history("train/examples") == [(1, 1.0)]
+    assert history("phase_seconds/train") == [(1, run.phase(1, "train").seconds)]
+    assert history("samples/samples") == [(1, samples["candidates"])]
+    assert history("samples/pass_rate") == [(1, samples["pass_rate"])]
+    assert tracked.data.tags["adapter/iter_1"] == run.uri("iter_1/adapter")
+    events = EventAccumulator(run.manifest.tracker_run("tensorboard")["logdir"])
+    events.Reload()
+    assert [e.step for e in events.Scalars("train/loss/iter_1")] == [step for step, _ in losses]
 
 
 def test_evaluate_any_adapter_on_any_problem_set(ray_cluster, tiny, tmp_path):

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -342,18 +343,70 @@ def test_bar() -> None:
     assert bar(99, 100) == "███████░"  # nor a near miss like all
 
 
-# Checks, inside the page, that every <img> decoded to a non-empty bitmap; the verdict lands in
-# the DOM that --dump-dom prints.
+# Checks, inside the page, that every <img> decoded to a non-empty bitmap, and how wide each is
+# shown against its natural width; the verdict lands in the DOM that --dump-dom prints.
 PROBE = """<script>
 window.addEventListener("load", () => {
   const imgs = [...document.images];
   const ok = imgs.filter(i => i.complete && i.naturalWidth > 0 && i.naturalHeight > 0);
   const out = document.createElement("div");
   out.id = "axiom-probe";
-  out.textContent = `images=${imgs.length} rendered=${ok.length}`;
+  const widths = imgs.map(i => `${i.getBoundingClientRect().width}/${i.naturalWidth}`).join(",");
+  out.textContent = `images=${imgs.length} rendered=${ok.length} widths=${widths}`;
   document.body.appendChild(out);
 });
 </script>"""
+# A laptop's browser window; the page's content is at most 1100 px wide.
+WINDOW = "1280,900"
+MIN_CSS_PX = 10  # the smallest text a person reads without zooming
+
+
+def drawn_figures(run: Path) -> dict:
+    """The report's plots as the Figures make_plots saves, drawn (text and legends placed)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from axiom_ray.report.collect import open_run, read_run
+    from axiom_ray.report.plots import make_figures
+
+    figures = make_figures(read_run(open_run(str(run))))
+    for fig in figures.values():
+        FigureCanvasAgg(fig).draw()
+    return figures
+
+
+def smallest_font_pt(fig) -> float:
+    from matplotlib.text import Text
+
+    return min(t.get_fontsize() for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip())
+
+
+def test_every_plot_keeps_its_legend_off_the_data_and_labels_its_axes(report) -> None:
+    """As a person sees them: each legend's box (display coordinates) overlaps no axes, hence no
+    line, marker, error bar or bar, nor a tick or axis label; every axis has a label, and every
+    value axis a unit in parentheses."""
+    run, _, _ = report
+    figures = drawn_figures(run)
+    assert set(figures) == {"pass_rates", "heatmap_train", "heatmap_eval", "phase_times", "tokens_per_s"}
+    for name, fig in figures.items():
+        renderer = fig.canvas.get_renderer()
+        legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+        assert legends or name.startswith("heatmap"), f"{name}: no legend"
+        for legend in legends:
+            box = legend.get_window_extent(renderer)
+            for ax in fig.axes:
+                assert not box.overlaps(ax.get_window_extent(renderer)), f"{name}: legend over an axes"
+                data = [*ax.lines, *ax.patches, *ax.collections, *ax.images, *ax.texts]
+                labels = [ax.xaxis.label, ax.yaxis.label, *ax.get_xticklabels(), *ax.get_yticklabels()]
+                for artist in data + [t for t in labels if t.get_text()]:
+                    extent = artist.get_window_extent(renderer)
+                    if np.isfinite(extent.bounds).all():  # an empty collection has no extent
+                        assert not box.overlaps(extent), f"{name}: legend over {artist}"
+        for ax in fig.axes:
+            if hasattr(ax, "_colorbar"):  # a colour scale: its one label carries the unit
+                assert re.search(r"\(.+\)", ax.get_ylabel()), f"{name}: colour bar without a unit"
+                continue
+            assert ax.get_xlabel().strip(), f"{name}: x axis without a label"
+            assert re.search(r"\S.*\(.+\)", ax.get_ylabel()), f"{name}: y axis {ax.get_ylabel()!r} without a unit"
 
 
 def test_report_html_renders_in_headless_chromium(report, tmp_path) -> None:
@@ -376,6 +429,7 @@ def test_report_html_renders_in_headless_chromium(report, tmp_path) -> None:
             "--no-first-run",
             f"--user-data-dir={tmp_path / 'profile'}",
             "--virtual-time-budget=5000",
+            f"--window-size={WINDOW}",
             "--dump-dom",
             page.as_uri(),
         ],
@@ -383,9 +437,17 @@ def test_report_html_renders_in_headless_chromium(report, tmp_path) -> None:
         text=True,
         timeout=120,
     )
-    match = re.search(r'id="axiom-probe">images=(\d+) rendered=(\d+)<', proc.stdout)
+    match = re.search(r'id="axiom-probe">images=(\d+) rendered=(\d+) widths=([\d.,/]+)<', proc.stdout)
     assert match, f"probe missing from the DOM (rc={proc.returncode}): {proc.stderr[-2000:]}"
-    assert match.groups() == ("5", "5")
+    assert match.groups()[:2] == ("5", "5")
+    # Readable as shown: the smallest text of any plot, at the smallest scale the page shows a
+    # plot at (shown / natural width), is at least MIN_CSS_PX.
+    from axiom_ray.report.plots import DPI
+
+    scales = [float(shown) / float(natural) for shown, natural in
+              (pair.split("/") for pair in match.group(3).split(","))]
+    smallest_pt = min(smallest_font_pt(fig) for fig in drawn_figures(run).values())
+    assert smallest_pt * DPI / 72 * min(scales) >= MIN_CSS_PX, (smallest_pt, scales)
 
 
 def test_report_on_a_curriculum_run(tmp_path) -> None:

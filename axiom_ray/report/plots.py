@@ -4,6 +4,11 @@ generation throughput.
 matplotlib is imported lazily, inside the functions that draw: it is an optional, slow import
 that only `axiom report` needs. Its object API is used (Figure, no pyplot), so no global backend
 or state is touched.
+
+Read as a person sees them (tests/test_report.py checks each in the rendered HTML): every legend
+sits outside the axes, so it never covers a line, bar or error bar; every axis is labelled, with
+its unit; no text is smaller than MIN_FONT_PT, which at DPI is >= 10 CSS px in report.html (an
+image is shown at its natural size up to the page's 1100 px).
 """
 
 from __future__ import annotations
@@ -20,19 +25,34 @@ from axiom_ray.report.details import BOOT_SEED
 from axiom_ray.rundir import PHASES
 
 HEATMAP_LABELS = 80  # beyond this many problems the heatmap drops its row labels
+DPI = 100
+MIN_FONT_PT = 8  # 8 pt at 100 dpi is 11.1 px
+MODEL_AXIS = "model (M0 = base, Mk = after k training rounds)"
+RATE_AXIS = "rate (fraction, 0 to 1)"
 
 
 def _png(fig: Any) -> bytes:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight")
     return buf.getvalue()
+
+
+def _legend_below(ax: Any, ncol: int = 2) -> None:
+    """The legend under the axes, below the x-axis label: never over the data."""
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=ncol, frameon=False)
+
+
+def _legend_right(ax: Any) -> None:
+    """The legend to the right of the axes: never over the data."""
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0, frameon=False)
 
 
 def _rate_axis(ax: Any, run: RunData, pool: str) -> None:
     scored = scored_on(run, pool)
     ax.set_title(POOL_TITLES[pool])
     ax.set_ylim(0, 1.05)
-    ax.set_ylabel("rate")
+    ax.set_ylabel(RATE_AXIS)
+    ax.set_xlabel(MODEL_AXIS)
     ax.grid(alpha=0.3)
     if not scored:
         ax.text(0.5, 0.5, "no data yet", ha="center", va="center", transform=ax.transAxes)
@@ -48,7 +68,7 @@ def _rate_axis(ax: Any, run: RunData, pool: str) -> None:
     ax.plot(xs, [s.solve_rate for s in sums], marker="s", linestyle="--", label="solve rate")
     ax.set_xticks(xs, [it.short for it, _ in scored])
     ax.margins(x=0.15)
-    ax.legend(loc="lower right")
+    _legend_below(ax)
 
 
 def _pass_at_k_curve(ax: Any, xs: list[float], sums: list[PassSummary], k: int) -> None:
@@ -69,17 +89,17 @@ def _pass_at_k_curve(ax: Any, xs: list[float], sums: list[PassSummary], k: int) 
     ax.errorbar(xs, values, yerr=err, marker="o", capsize=4, label=f"pass@{k} (95% CI)")
 
 
-def plot_pass_rates(run: RunData) -> bytes:
+def figure_pass_rates(run: RunData) -> Any:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(10, 4))
+    fig = Figure(figsize=(10, 4.6), layout="constrained")
     axes = fig.subplots(1, 2)
     for ax, pool in zip(axes, ("train", "eval"), strict=True):
         _rate_axis(ax, run, pool)
-    return _png(fig)
+    return fig
 
 
-def plot_heatmap(run: RunData, pool: str) -> bytes | None:
+def figure_heatmap(run: RunData, pool: str) -> Any | None:
     """Rows problems, columns models, colour passes/N; grey where a model has no rows."""
     from matplotlib.figure import Figure
 
@@ -105,16 +125,19 @@ def plot_heatmap(run: RunData, pool: str) -> bytes | None:
     )
     ax.set_facecolor("#dddddd")
     ax.set_xticks(range(len(scored)), [it.short for it, _ in scored])
+    ax.set_xlabel(MODEL_AXIS)
     if many:
         ax.set_yticks([])
-        ax.set_ylabel(f"{len(ids)} problems, sorted by the base model's pass rate")
+        ax.set_ylabel(f"{len(ids)} problems, sorted by the base model's pass rate (one row each)")
     else:
-        ax.set_yticks(range(len(ids)), ids, fontsize=8)
+        ax.set_yticks(range(len(ids)), ids, fontsize=MIN_FONT_PT)
+        ax.set_ylabel("problem (id)")
     if len(ids) <= 40:
         _annotate(ax, scored, ids)
-    ax.set_title(f"{POOL_TITLES[pool]}: passes / N")
-    fig.colorbar(image, ax=ax, fraction=0.05)
-    return _png(fig)
+    ax.set_title(f"{POOL_TITLES[pool]}: passes / N (grey: not sampled)")
+    bar = fig.colorbar(image, ax=ax, fraction=0.05)
+    bar.set_label("pass rate (passes / N)")
+    return fig
 
 
 def _rate(counts: tuple[int, int] | None) -> float:
@@ -126,10 +149,13 @@ def _annotate(ax: Any, scored: list[Scored], ids: list[str]) -> None:
         for i, pid in enumerate(ids):
             if pid in s.per_problem:
                 c, n = s.per_problem[pid]
-                ax.text(j, i, f"{c}/{n}", ha="center", va="center", fontsize=7)
+                # white on the colour map's dark ends (deep red, deep green), black between
+                dark = n > 0 and not 0.2 <= c / n <= 0.8
+                ax.text(j, i, f"{c}/{n}", ha="center", va="center", fontsize=MIN_FONT_PT,
+                        color="white" if dark else "black")
 
 
-def plot_phase_times(run: RunData) -> bytes | None:
+def figure_phase_times(run: RunData) -> Any | None:
     """Stacked bars of the done phases' wall times, one bar per iteration."""
     secs = {
         p: [
@@ -146,10 +172,14 @@ def plot_phase_times(run: RunData) -> bytes | None:
         if any(secs[p]):
             ax.bar(xs, secs[p], bottom=bottom, label=p)
             bottom = [b + v for b, v in zip(bottom, secs[p], strict=True)]
-    return _finish_bars(fig, ax, run, "seconds", "Phase wall time per iteration (done phases)")
+    return _finish_bars(fig, ax, run, "wall time (s)", "Phase wall time per iteration (done phases)")
 
 
-def plot_tokens_per_s(run: RunData) -> bytes | None:
+# What each throughput series measures, as its legend says it.
+THROUGHPUT_LABELS = {"samples": "training-pool sampling", "eval": "held-out evaluation"}
+
+
+def figure_tokens_per_s(run: RunData) -> Any | None:
     """Generation throughput per iteration: the training-pool sampling, and evaluation if timed."""
     series = {
         "samples": [it.metric("samples", "tokens_per_s") for it in run.iterations],
@@ -165,8 +195,9 @@ def plot_tokens_per_s(run: RunData) -> bytes | None:
     fig, ax, xs = _iteration_bars(run)
     width = 0.8 / len(series)
     for i, (name, vals) in enumerate(series.items()):
-        ax.bar([x + (i - (len(series) - 1) / 2) * width for x in xs], vals, width=width, label=name)
-    return _finish_bars(fig, ax, run, "generated tokens / s", "Generation throughput per iteration")
+        ax.bar([x + (i - (len(series) - 1) / 2) * width for x in xs], vals, width=width,
+               label=THROUGHPUT_LABELS[name])
+    return _finish_bars(fig, ax, run, "throughput (generated tokens/s)", "Generation throughput per iteration")
 
 
 def _iteration_bars(run: RunData) -> tuple[Any, Any, list[int]]:
@@ -177,22 +208,28 @@ def _iteration_bars(run: RunData) -> tuple[Any, Any, list[int]]:
     return fig, fig.subplots(), [it.k for it in run.iterations]
 
 
-def _finish_bars(fig: Any, ax: Any, run: RunData, ylabel: str, title: str) -> bytes:
+def _finish_bars(fig: Any, ax: Any, run: RunData, ylabel: str, title: str) -> Any:
     ax.set_xticks([it.k for it in run.iterations], [it.short for it in run.iterations])
+    ax.set_xlabel(MODEL_AXIS)
     ax.set_ylabel(ylabel)
     ax.set_title(title)
-    ax.legend()
+    _legend_right(ax)
     ax.grid(axis="y", alpha=0.3)
-    return _png(fig)
+    return fig
+
+
+def make_figures(run: RunData) -> dict[str, Any]:
+    """matplotlib Figures by plot name; plots with nothing to show are left out."""
+    figures: dict[str, Any] = {
+        "pass_rates": figure_pass_rates(run) if run.iterations else None,
+        "heatmap_train": figure_heatmap(run, "train"),
+        "heatmap_eval": figure_heatmap(run, "eval"),
+        "phase_times": figure_phase_times(run),
+        "tokens_per_s": figure_tokens_per_s(run),
+    }
+    return {name: fig for name, fig in figures.items() if fig is not None}
 
 
 def make_plots(run: RunData) -> dict[str, bytes]:
     """PNG bytes by plot name; plots with nothing to show are left out."""
-    plots: dict[str, bytes | None] = {
-        "pass_rates": plot_pass_rates(run) if run.iterations else None,
-        "heatmap_train": plot_heatmap(run, "train"),
-        "heatmap_eval": plot_heatmap(run, "eval"),
-        "phase_times": plot_phase_times(run),
-        "tokens_per_s": plot_tokens_per_s(run),
-    }
-    return {name: png for name, png in plots.items() if png is not None}
+    return {name: _png(fig) for name, fig in make_figures(run).items()}
