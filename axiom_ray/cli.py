@@ -30,7 +30,7 @@ from axiom_ray.ray_cluster import ClusterAddressError, ray_session
 from axiom_ray.report import ReportError, write_report
 from axiom_ray.rundir import MANIFEST, RunDir, RunDirError
 from axiom_ray.sandbox import SandboxUnavailable
-from axiom_ray.storage import Storage, is_local, normalize_uri
+from axiom_ray.storage import Storage, normalize_uri
 
 # axiom_ray.loop is imported inside the commands that run on the cluster:
 # it imports Ray, which takes seconds that `axiom problems` and `axiom verify` need not pay.
@@ -232,10 +232,9 @@ def cmd_iterate(args: argparse.Namespace) -> int:
         from axiom_ray.loop import run_iterations  # lazy: see the note on the imports
 
         run = run_iterations(cfg, fork=args.fork)
-    paths = write_report(run.storage.root) if is_local(run.storage.root) else {}
+    paths = write_report(run.storage.root)  # into the run directory, s3:// included
     print(f"run directory: {run.storage.root}")
-    if paths:
-        print(f"report: {paths.get('md')}  (HTML: {paths.get('html')})")
+    print(f"report: {paths.get('md')}  (HTML: {paths.get('html')})")
     return 0
 
 

@@ -5,6 +5,12 @@ hdfs://, ...); the functions here decide which, and every other module asks them
 the run directory on such a filesystem: phases write under a temporary name and are published
 with one rename (or copy, where the filesystem has no rename), so a reader never sees half a
 phase. Pure: pyarrow only (no Ray, torch or vLLM).
+
+Object stores (s3://, gs://) take their credentials and endpoint the standard way, from the
+environment of the process that opens the URI (AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY or an
+instance profile, AWS_ENDPOINT_URL for an S3-compatible server: pyarrow reads them itself), never
+from flags or the config, so they reach no manifest or log. Every node that runs a phase opens
+the run directory, so every node needs them.
 """
 
 from __future__ import annotations
@@ -19,6 +25,8 @@ from typing import Any
 import pyarrow.fs as pafs
 
 FILE_SCHEME = "file://"
+# Filesystems (pyarrow type names) whose "directories" are key prefixes: no rename of a directory.
+NO_DIRECTORY_RENAME = frozenset({"s3", "gcs"})
 
 
 def is_uri(path: str) -> bool:
@@ -137,9 +145,23 @@ class Storage:
         return f"{parent}/{tmp}" if parent else tmp
 
     def publish(self, tmp_rel: str, final_rel: str) -> None:
-        """Replace `final_rel` by the finished `tmp_rel`."""
+        """Replace `final_rel` by the finished `tmp_rel`: one rename, or on an object store a
+        server-side copy of each file then the temp's removal. A copy cut off halfway leaves a
+        partial `final_rel`, never read: the phase is marked done in the manifest only after
+        this returns, and a redone phase publishes over it."""
         self.delete_dir(final_rel)
-        self.fs.move(self._p(tmp_rel), self._p(final_rel))
+        if self.fs.type_name not in NO_DIRECTORY_RENAME:
+            self.fs.move(self._p(tmp_rel), self._p(final_rel))
+            return
+        src, dest = self._p(tmp_rel), self._p(final_rel)
+        self.fs.create_dir(dest, recursive=True)
+        for info in self.fs.get_file_info(pafs.FileSelector(src, recursive=True)):
+            target = dest + info.path[len(src):]
+            if info.type == pafs.FileType.Directory:
+                self.fs.create_dir(target, recursive=True)
+            else:
+                self.fs.copy_file(info.path, target)
+        self.fs.delete_dir(src)
 
     def clean_temps(self, rel_dir: str) -> None:
         """Remove leftovers of a phase that was cut off (never read as done)."""

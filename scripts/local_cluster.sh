@@ -9,10 +9,14 @@
 #   bash scripts/local_cluster.sh start [--workers N] [--gpu-workers K] [--gpus-per-worker G]
 #                                       [--cpus-per-worker C] [--head-cpus H]
 #                                       [--object-store-mb M] [--port P]
+#                                       [--head-resources JSON] [--worker-resources JSON]
 #   bash scripts/local_cluster.sh status
 #   bash scripts/local_cluster.sh stop
 #
-# Defaults: a head with 1 CPU, 2 workers with 1 CPU each, the first of which declares 1 GPU.
+# Defaults: a head with 1 CPU, 2 workers with 1 CPU each, the first of which declares 1 GPU
+# (--gpu-workers defaults to 1, or 0 with --workers 0: a head alone). Extra per-node resources:
+# --head-resources JSON and --worker-resources JSON (the same for every worker), Ray's
+# `--resources` format, e.g. '{"axiom_cpu_node": 1}'.
 # Tried by hand on a 2-core machine (a head and two workers are up in about 25 s):
 #
 #   bash scripts/local_cluster.sh start --workers 3 --gpu-workers 1 --gpus-per-worker 1
@@ -27,6 +31,13 @@
 # (and so the job drivers they start) get AXIOM_SHARED_PATHS=/ (unless already set), which tells
 # axiom-ray's multi-node storage check that a local --storage is fine here
 # (axiom_ray/cluster_check.py).
+#
+# One host, several raylets, the way Ray wants it: only the head runs a log monitor (Ray: one per
+# physical host, else every log line reaches the driver once per node; the others start with
+# --include-log-monitor false), workers join one at a time, each once the previous one has
+# registered with the GCS (raylets starting together on one host can pick the same socket
+# names), and each node gets its own worker port range (--min/--max-worker-port) so two raylets
+# never hand the same port to their workers.
 #
 # Isolation from other clusters on the same machine: every port is picked free at start, the
 # nodes keep their sessions, sockets and `ray_current_cluster` file under their own --temp-dir
@@ -71,6 +82,31 @@ free_port() {
   "$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
 }
 
+# Worker port ranges: WORKER_PORTS_PER_NODE ports per node from a block below Linux's ephemeral
+# range (32768+, where free_port's picks and outgoing connections live). The block is chosen at
+# random among those whose first port is free, so two clusters of this script rarely share one.
+WORKER_PORTS_PER_NODE=200
+pick_worker_port_base() {  # pick_worker_port_base NODES
+  "$PY" - "$1" "$WORKER_PORTS_PER_NODE" <<'PYEOF'
+import random, socket, sys
+nodes, per_node = int(sys.argv[1]), int(sys.argv[2])
+span = nodes * per_node
+starts = list(range(20000, 32768 - span, span))
+random.shuffle(starts)
+for start in starts:
+    try:
+        for node in range(nodes):
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", start + node * per_node))
+    except OSError:
+        continue
+    print(start)
+    break
+else:
+    sys.exit("no free block of worker ports below 32768")
+PYEOF
+}
+
 # Process start time (clock ticks since boot, field 22 of /proc/PID/stat): with the PID it
 # identifies a process for good, so a PID reused after a reboot or crash is never signalled.
 start_time() {
@@ -87,14 +123,16 @@ ours_alive() {  # ours_alive PID START_TIME
   [[ "$now" == "$2" ]]
 }
 
-start_node() {  # start_node NAME CPUS GPUS [ray start args...]
-  local name="$1" cpus="$2" gpus="$3"
-  shift 3
+start_node() {  # start_node NAME CPUS GPUS INDEX [ray start args...]
+  local name="$1" cpus="$2" gpus="$3" index="$4"
+  shift 4
   local log="$STATE_DIR/logs/$name.log"
+  local min_port=$(( WORKER_PORT_BASE + index * WORKER_PORTS_PER_NODE ))
   # setsid: the node is its own session and process group, so a Ctrl-C in this shell does not
   # reach it and `stop` can fall back to killing exactly that group.
   setsid "$RAY" start --block --node-ip-address 127.0.0.1 --temp-dir "$TEMP_DIR" \
     --num-cpus "$cpus" --num-gpus "$gpus" --object-store-memory "$OBJECT_STORE_BYTES" \
+    --min-worker-port "$min_port" --max-worker-port $(( min_port + WORKER_PORTS_PER_NODE - 1 )) \
     --dashboard-agent-listen-port "$(free_port)" --metrics-export-port "$(free_port)" \
     --disable-usage-stats "$@" >"$log" 2>&1 </dev/null &
   local pid=$!
@@ -111,9 +149,12 @@ alive_nodes() {  # number of alive nodes the GCS knows
 }
 
 cmd_start() {
-  local workers=2 gpu_workers=1 gpus_per_worker=1 cpus_per_worker=1 head_cpus=1 store_mb=200 port=""
+  local workers=2 gpu_workers="" gpus_per_worker=1 cpus_per_worker=1 head_cpus=1 store_mb=200 port=""
+  local head_resources="" worker_resources=""
   while [[ $# -gt 0 ]]; do
     case "$1" in
+      --head-resources) head_resources="$2"; shift 2 ;;
+      --worker-resources) worker_resources="$2"; shift 2 ;;
       --workers) workers="$2"; shift 2 ;;
       --gpu-workers) gpu_workers="$2"; shift 2 ;;
       --gpus-per-worker) gpus_per_worker="$2"; shift 2 ;;
@@ -125,6 +166,10 @@ cmd_start() {
       *) die "start: unknown option $1 (see --help)" ;;
     esac
   done
+  if [[ -z "$gpu_workers" ]]; then
+    gpu_workers=1
+    (( workers > 0 )) 2>/dev/null || gpu_workers=0  # --workers 0: a head alone, no GPU worker
+  fi
   for v in "$workers" "$gpu_workers" "$gpus_per_worker" "$cpus_per_worker" "$head_cpus" "$store_mb"; do
     [[ "$v" =~ ^[0-9]+$ ]] || die "start: expected a whole number, got '$v'"
   done
@@ -146,6 +191,10 @@ cmd_start() {
   PATH="$(dirname "$RAY"):$PATH"
   export PATH
   export RAY_AUTH_MODE="${RAY_AUTH_MODE:-token}"
+  # Several nodes on one host is this script's purpose: a RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0
+  # inherited from a single-node setup (scripts/test.sh sets it) would make every worker refuse
+  # to join ("Multi-node Ray clusters are not supported").
+  export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=1
   export AXIOM_SHARED_PATHS="${AXIOM_SHARED_PATHS:-/}"
   # On SIGTERM a node first drains for up to 30 s (for Ray Serve traffic); a dev cluster has
   # none, so `stop` tears nodes down at once.
@@ -168,18 +217,24 @@ RAY_AUTH_MODE=$RAY_AUTH_MODE
 TEMP_DIR=$TEMP_DIR
 EOF
 
-  start_node head "$head_cpus" 0 --head --port "$port" --dashboard-host 127.0.0.1 \
-    --dashboard-port "$dashboard_port" --ray-client-server-port "$(free_port)"
+  WORKER_PORT_BASE="$(pick_worker_port_base $(( workers + 1 )))" || die "start: no free worker ports"
+  local extra=()
+  [[ -n "$head_resources" ]] && extra=(--resources "$head_resources")
+  start_node head "$head_cpus" 0 0 --head --port "$port" --dashboard-host 127.0.0.1 \
+    --dashboard-port "$dashboard_port" --ray-client-server-port "$(free_port)" "${extra[@]}"
   # Workers can only join once the GCS answers.
-  wait_for_nodes 1 60 || { cmd_stop; die "the head did not come up; see $STATE_DIR/logs/head.log"; }
+  wait_for_nodes 1 180 || { cmd_stop; die "the head did not come up; see $STATE_DIR/logs/head.log"; }
+  extra=(--include-log-monitor false)  # the head's monitor already reads this host's logs
+  [[ -n "$worker_resources" ]] && extra+=(--resources "$worker_resources")
   local i gpus
   for (( i = 1; i <= workers; i++ )); do
     gpus=0
     (( i <= gpu_workers )) && gpus="$gpus_per_worker"
-    start_node "worker$i" "$cpus_per_worker" "$gpus" --address "$HEAD_ADDRESS"
+    start_node "worker$i" "$cpus_per_worker" "$gpus" "$i" --address "$HEAD_ADDRESS" "${extra[@]}"
+    # One at a time: the next raylet starts once this one has registered.
+    wait_for_nodes $(( i + 1 )) 180 || {
+      cmd_stop; die "worker$i did not join; see $STATE_DIR/logs/worker$i.log"; }
   done
-  wait_for_nodes $(( workers + 1 )) 120 || {
-    cmd_stop; die "not every worker joined; see $STATE_DIR/logs/"; }
   echo
   echo "cluster up: $(( workers + 1 )) nodes, GCS $HEAD_ADDRESS, dashboard http://127.0.0.1:$dashboard_port"
   echo "  export RAY_ADDRESS=http://127.0.0.1:$dashboard_port RAY_AUTH_MODE=$RAY_AUTH_MODE"
@@ -187,11 +242,17 @@ EOF
   echo "  (a driver in Python: ray.init(address=\"$HEAD_ADDRESS\"))"
 }
 
-wait_for_nodes() {  # wait_for_nodes COUNT TIMEOUT_S
-  local want="$1" deadline=$(( SECONDS + $2 )) n=0
+wait_for_nodes() {  # wait_for_nodes COUNT TIMEOUT_S: until the GCS knows COUNT alive nodes
+  local want="$1" deadline=$(( SECONDS + $2 )) n=0 name pid st _c _g
   while (( SECONDS < deadline )); do
     n="$(alive_nodes)"
     (( n >= want )) && return 0
+    # A node that exited (a bad flag, a socket path too long) never joins: say so at once.
+    IFS=$'\t' read -r name pid st _c _g < <(tail -n 1 "$NODES_FILE")
+    if ! ours_alive "$pid" "$st"; then
+      echo "local_cluster: $name exited: $(tail -n 1 "$STATE_DIR/logs/$name.log")" >&2
+      return 1
+    fi
     sleep 2
   done
   echo "local_cluster: $n of $want nodes alive after $2 s" >&2
