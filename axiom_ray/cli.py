@@ -232,9 +232,8 @@ def cmd_iterate(args: argparse.Namespace) -> int:
         from axiom_ray.loop import run_iterations  # lazy: see the note on the imports
 
         run = run_iterations(cfg, fork=args.fork)
-    paths = write_report(run.storage.root)  # into the run directory, s3:// included
     print(f"run directory: {run.storage.root}")
-    print(f"report: {paths.get('md')}  (HTML: {paths.get('html')})")
+    print(f"report: {run.resolve('report.md')}  (HTML: {run.resolve('report.html')})")
     return 0
 
 

@@ -307,13 +307,15 @@ class Loop:
         self.verifiers.close()
         self.tracker.close(finished)
 
-    def track_report(self) -> None:
-        """With a tracker, the report as its artifacts (written here, and again, identically, by
-        `axiom iterate` after the loop returns)."""
-        if self.tracker.enabled and is_local(self.run.storage.root):
-            from axiom_ray.report import write_report  # lazy: matplotlib
+    def write_report(self) -> dict[str, str]:
+        """The run's report (report.md, report.html, plots/) in the run directory, local or URI,
+        and, with a tracker, as its artifacts (trackers take local files)."""
+        from axiom_ray.report import write_report  # lazy: matplotlib
 
-            self.tracker.log_report(write_report(self.run.storage.root))
+        paths = write_report(self.run.storage.root)
+        if self.tracker.enabled and is_local(self.run.storage.root):
+            self.tracker.log_report(paths)
+        return paths
 
     def ensure_adapter(self, k: int) -> float:
         """Make the live generators serve model k (no restart): load its adapter if needed.
@@ -372,7 +374,7 @@ def run_iterations(cfg: RunConfig, fork: bool = False) -> RunDir:
     finished = False
     try:
         loop.run_all()
-        loop.track_report()
+        loop.write_report()
         finished = True
     finally:
         loop.close(finished)
