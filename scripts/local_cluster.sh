@@ -166,13 +166,13 @@ cmd_start() {
       *) die "start: unknown option $1 (see --help)" ;;
     esac
   done
-  if [[ -z "$gpu_workers" ]]; then
-    gpu_workers=1
-    (( workers > 0 )) 2>/dev/null || gpu_workers=0  # --workers 0: a head alone, no GPU worker
-  fi
-  for v in "$workers" "$gpu_workers" "$gpus_per_worker" "$cpus_per_worker" "$head_cpus" "$store_mb"; do
+  for v in "$workers" "${gpu_workers:-0}" "$gpus_per_worker" "$cpus_per_worker" "$head_cpus" "$store_mb"; do
     [[ "$v" =~ ^[0-9]+$ ]] || die "start: expected a whole number, got '$v'"
   done
+  if [[ -z "$gpu_workers" ]]; then
+    gpu_workers=1
+    (( workers > 0 )) || gpu_workers=0  # --workers 0: a head alone, no GPU worker
+  fi
   (( gpu_workers <= workers )) || die "start: --gpu-workers $gpu_workers > --workers $workers"
   [[ -x "$RAY" && -n "$PY" ]] || die "no ray executable: run scripts/setup.sh (or activate a venv with ray)"
   if [[ -f "$STATE_FILE" ]]; then

@@ -134,6 +134,28 @@ PANELS: list[tuple[str, str, str, str, list[tuple[str, str]], int]] = [
         12,
     ),
     (
+        "Current pass: generated, judged, passed",
+        "Candidates of the pass running now, as they stream from the generators to the verifiers.",
+        "none",
+        "timeseries",
+        [
+            (f"max by (run, kind) (ray_axiom_pass_samples_{what}{{{FILTER}}})", f"{what} {{{{run}}}} {{{{kind}}}}")
+            for what in ("generated", "judged", "passed")
+        ],
+        12,
+    ),
+    (
+        "Current pass: tokens / s and ETA",
+        "Generated tokens per second of the pass so far, and the seconds it estimates are left.",
+        "short",
+        "timeseries",
+        [
+            (f"max by (run, kind) (ray_axiom_pass_tokens_per_second{{{FILTER}}})", "tokens/s {{run}} {{kind}}"),
+            (f"max by (run, kind) (ray_axiom_pass_eta_seconds{{{FILTER}}})", "ETA s {{run}} {{kind}}"),
+        ],
+        12,
+    ),
+    (
         "Adapter swap time over time",
         "Seconds to redeploy each new adapter into the live generators.",
         "s",
