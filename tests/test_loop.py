@@ -61,7 +61,7 @@ def test_iteration_writes_run_directory_and_resumes(ray_cluster, tiny, tmp_path)
         assert r["status"] in ("failed", "error", "timeout", "memory", "rejected")
         assert r["reward"] == pytest.approx(r["passed_tests"] / r["total_tests"])
     assert read(storage, "iter_0/eval").num_rows == 2
-    assert (tmp_path / "run/report.md").exists() is False  # the loop itself writes no report
+    assert (tmp_path / "run/report.md").exists()  # the loop writes the finished run's report
 
     # Resume: the same command redoes nothing and duplicates nothing.
     ids_before = sorted(read(storage, "iter_1/samples").column("sample_id").to_pylist())
