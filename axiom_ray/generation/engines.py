@@ -59,7 +59,6 @@ class Engine(ABC):
     def tokenizer(self) -> Any:
         """The Hugging Face tokenizer (for chat templates)."""
 
-    @abstractmethod
     def generate(
         self,
         prompts: list[str],
@@ -70,11 +69,16 @@ class Engine(ABC):
         seed: int,
         seeds: list[int] | None = None,
     ) -> list[list[Completion]]:
-        """`n` completions for each prompt, in prompt order.
+        """`n` completions for each prompt, in prompt order: `generate_stream`'s, collected.
 
         Sampling seeds per prompt are `seeds` when given, else derived from (`seed`, index).
         """
+        rows: list[list[Completion]] = [[] for _ in prompts]
+        for i, row in self.generate_stream(prompts, n, temperature, top_p, max_tokens, seed, seeds):
+            rows[i] = row
+        return rows
 
+    @abstractmethod
     def generate_stream(
         self,
         prompts: list[str],
@@ -85,11 +89,8 @@ class Engine(ABC):
         seed: int,
         seeds: list[int] | None = None,
     ) -> Iterator[tuple[int, list[Completion]]]:
-        """(prompt index, its `n` completions) as each prompt finishes, in finishing order: the
-        same completions `generate` returns, so a caller can act on the first while the engine
-        decodes the rest. This default waits for the whole batch; engines override it."""
-        rows = self.generate(prompts, n, temperature, top_p, max_tokens, seed, seeds=seeds)
-        yield from enumerate(rows)
+        """(prompt index, its `n` completions) as each prompt finishes, in finishing order, so a
+        caller can act on the first while the engine decodes the rest."""
 
     @abstractmethod
     def load_adapter(self, path: str, iteration: int) -> None:

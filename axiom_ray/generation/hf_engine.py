@@ -76,18 +76,6 @@ class HFEngine(Engine):
 
     # --- generation -------------------------------------------------------------------------
 
-    def generate(
-        self,
-        prompts: list[str],
-        n: int,
-        temperature: float,
-        top_p: float,
-        max_tokens: int,
-        seed: int,
-        seeds: list[int] | None = None,
-    ) -> list[list[Completion]]:
-        return [row for _, row in self.generate_stream(prompts, n, temperature, top_p, max_tokens, seed, seeds)]
-
     def generate_stream(
         self,
         prompts: list[str],

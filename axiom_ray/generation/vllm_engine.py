@@ -134,21 +134,6 @@ class VLLMEngine(Engine):
 
     # --- generation -------------------------------------------------------------------------
 
-    def generate(
-        self,
-        prompts: list[str],
-        n: int,
-        temperature: float,
-        top_p: float,
-        max_tokens: int,
-        seed: int,
-        seeds: list[int] | None = None,
-    ) -> list[list[Completion]]:
-        rows: list[list[Completion]] = [[] for _ in prompts]
-        for i, row in self.generate_stream(prompts, n, temperature, top_p, max_tokens, seed, seeds):
-            rows[i] = row
-        return rows
-
     def generate_stream(
         self,
         prompts: list[str],
