@@ -49,7 +49,7 @@ from axiom_ray.rundir import DONE, FAILED, RUNNING, RunDir, RunDirError, iter_di
 from axiom_ray.sandbox import LEVELS, SandboxUnavailable, detect_isolation
 from axiom_ray.storage import is_local, normalize_uri
 from axiom_ray.tracking import RunTracker, check_backends, open_tracking
-from axiom_ray.training import EmptyTrainingSet, train_adapter
+from axiom_ray.training import EmptyTrainingSet, check_training_memory, train_adapter
 from axiom_ray.training.stack import check_stack
 from axiom_ray.verifier import VerifierPool, start_verifiers
 
@@ -356,6 +356,8 @@ def prepare(cfg: RunConfig, fork: bool = False, with_generators: bool = True) ->
     check_storage_for_cluster(uri, alive_node_count(ray.nodes()), shared=cfg.shared_storage)
     plan = make_plan(cfg, ray.cluster_resources())
     check_stack(cfg.training, plan.train_use_gpu)  # e.g. 4bit without bitsandbytes: refuse now
+    check_training_memory(cfg.training, model_path, use_gpu=plan.train_use_gpu,
+                          gpus_per_worker=plan.train_gpus_per_worker)
     log.info("plan: %s", plan.describe())
     run = RunDir.open_or_create(uri, cfg, fork=fork)
     run.manifest.set_problems([p.id for p in problems.train], [p.id for p in problems.eval])

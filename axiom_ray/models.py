@@ -13,8 +13,10 @@ import contextlib
 import fcntl
 import importlib.util
 import json
+import math
 import os
 import shutil
+import struct
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -73,6 +75,23 @@ def model_display_name(spec: str) -> str:
             return DEFAULT_MODEL_NAME
         return path.name or str(path)
     return spec
+
+
+def parameter_count(folder: str) -> int | None:
+    """The parameters in a local model folder's safetensors weights, summed from the files'
+    headers (no tensor is read); None for a hub id or a folder without safetensors files."""
+    path = Path(folder)
+    files = sorted(path.glob("*.safetensors")) if path.is_dir() else []
+    if not files:
+        return None
+    total = 0
+    for file in files:
+        with open(file, "rb") as handle:
+            # safetensors: an 8-byte little-endian header length, then the JSON header
+            (length,) = struct.unpack("<Q", handle.read(8))
+            header = json.loads(handle.read(length))
+        total += sum(math.prod(t["shape"]) for name, t in header.items() if name != "__metadata__")
+    return total
 
 
 def _is_path_like(spec: str) -> bool:

@@ -158,6 +158,74 @@ def test_a_refused_stack_stops_before_any_ray_train_work(
     assert not (tmp_path / "store").exists() and not (tmp_path / "adapter").exists()
 
 
+def test_the_parameter_count_is_read_from_the_safetensors_headers(tiny_model: str) -> None:
+    from transformers import AutoModelForCausalLM
+
+    from axiom_ray.models import parameter_count
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model)
+    assert parameter_count(tiny_model) == sum(p.numel() for p in model.parameters())
+    assert parameter_count("HuggingFaceTB/SmolLM2-135M-Instruct") is None  # a hub id: unknown here
+
+
+def test_too_large_a_model_is_refused_with_what_would_fit() -> None:
+    gib = stack.GIB
+    params = 8 * 10**9  # 8B: 32 GB in float32, 16 GB in bf16, 4 GB in nf4
+    node = [24 * gib]
+    problem = stack.memory_problem(BASE, params, False, node_bytes=node)
+    assert problem.startswith("training: the model's 8.00B parameters need at least 29.8 GiB per train "
+                              "worker for the frozen weights (float32), but the largest node has 24.0 GiB")
+    assert "training.quantization=4bit" in problem and "\n" not in problem
+    assert stack.memory_problem(dataclasses.replace(BASE, quantization="4bit"), params, False, node_bytes=node) is None
+    # ZeRO-3 shards the frozen weights: two workers on two such nodes fit, ZeRO-2 copies do not
+    zero3 = dataclasses.replace(BASE, strategy="deepspeed", zero_stage=3, num_workers=2)
+    assert stack.memory_problem(zero3, params, False, node_bytes=node * 2) is None
+    zero2 = dataclasses.replace(zero3, zero_stage=2)
+    assert "largest node" in stack.memory_problem(zero2, params, False, node_bytes=node * 2)
+    # DDP copies on CPU must also fit the cluster together, not only one node each
+    ddp = dataclasses.replace(BASE, num_workers=3)
+    assert "3 workers' copies need" in stack.memory_problem(ddp, 2 * 10**9, False, node_bytes=[10 * gib, 10 * gib])
+    # on a GPU: bf16 against the device's memory
+    assert stack.memory_problem(BASE, params, True, gpu_bytes=24 * gib) is None
+    on_gpu = stack.memory_problem(BASE, 13 * 10**9, True, gpu_bytes=24 * gib)
+    assert "(bf16), but a train worker's GPU has 24.0 GiB" in on_gpu
+
+
+def sparse_model(folder: Path, template: str, shape: tuple[int, int]) -> str:
+    """A model folder whose one weight has `shape`: a real safetensors file, its data a hole in a
+    sparse file (nothing is read before the refusal, so nothing is allocated)."""
+    import shutil
+    import struct
+
+    shutil.copytree(template, folder)
+    for old in folder.glob("*.safetensors"):
+        old.unlink()
+    header = json.dumps({"model.embed_tokens.weight": {
+        "dtype": "F32", "shape": list(shape), "data_offsets": [0, 4 * math.prod(shape)]}}).encode()
+    with open(folder / "model.safetensors", "wb") as f:
+        f.write(struct.pack("<Q", len(header)) + header)
+        f.truncate(8 + len(header) + 4 * math.prod(shape))
+    return str(folder)
+
+
+def test_a_model_too_large_for_the_cluster_is_refused_before_the_run_starts(
+    ray_cluster, tiny_model: str, tmp_path: Path
+) -> None:
+    import ray
+
+    from axiom_ray.loop import prepare
+
+    huge = sparse_model(tmp_path / "huge", tiny_model, (1 << 17, 1 << 17))  # 17B parameters, 64 GiB
+    nodes = [n["Resources"]["memory"] for n in ray.nodes() if n["Alive"]]
+    assert max(nodes) < 64 * stack.GIB  # the test cluster's node cannot hold it in float32
+    cfg = build_config(overrides=[f"model={huge}", f"storage={tmp_path / 'run'}", "problems=two_sum",
+                                  "evaluation.problems=fizzbuzz"])
+    with pytest.raises(ConfigError, match=r"^training: the model's 17.18B parameters need at least 64.0 GiB "
+                                          r"per train worker .*but the largest node has"):
+        prepare(cfg)
+    assert not (tmp_path / "run").exists()  # refused before the run directory was opened
+
+
 def test_cli_refuses_an_impossible_combination_in_one_line(capsys: pytest.CaptureFixture) -> None:
     from axiom_ray.cli import main
 

@@ -22,12 +22,19 @@ from axiom_ray.training.data import (
     tokenize_example,
     tokenize_rows,
 )
-from axiom_ray.training.job import TrainResult, copy_adapter, resolve_use_gpu, train_adapter
+from axiom_ray.training.job import (
+    TrainResult,
+    check_training_memory,
+    copy_adapter,
+    resolve_use_gpu,
+    train_adapter,
+)
 
 __all__ = [
     "IGNORE_INDEX",
     "EmptyTrainingSet",
     "TrainResult",
+    "check_training_memory",
     "copy_adapter",
     "linear_lr",
     "plan_windows",

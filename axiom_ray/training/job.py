@@ -24,11 +24,11 @@ import pyarrow.fs
 import ray
 import ray.train
 
-from axiom_ray.config import TrainingConfig
-from axiom_ray.models import resolve_model
+from axiom_ray.config import ConfigError, TrainingConfig
+from axiom_ray.models import parameter_count, resolve_model
 from axiom_ray.storage import filesystem
 from axiom_ray.training.data import fingerprint, load_examples, split_validation
-from axiom_ray.training.stack import check_stack, describe, global_batch
+from axiom_ray.training.stack import check_stack, describe, global_batch, memory_problem
 
 logger = logging.getLogger(__name__)
 
@@ -112,6 +112,43 @@ def _fast_controller_polling() -> Iterator[None]:
         yield
     finally:
         os.environ.pop(key, None)
+
+
+GPU_PROBE_TIMEOUT_S = 120.0
+
+
+@ray.remote(num_cpus=0)
+def _gpu_memory_bytes() -> float:
+    """Total memory of the GPU Ray gave this task (scheduled with a train worker's GPU share)."""
+    import torch
+
+    return float(torch.cuda.get_device_properties(0).total_memory)
+
+
+def check_training_memory(cfg: TrainingConfig, model_path: str, *, use_gpu: bool,
+                          gpus_per_worker: float) -> None:
+    """Raise ConfigError when the base model's frozen weights alone cannot fit the memory the
+    train workers get (training/stack.memory_problem): on GPU the device's memory, asked of a
+    GPU with the train worker's share; on CPU each node's memory Ray schedules. A hub id, whose
+    size is unknown until it is downloaded, is not checked."""
+    params = parameter_count(model_path)
+    if params is None:
+        return
+    if use_gpu:
+        probe = _gpu_memory_bytes.options(num_gpus=gpus_per_worker).remote()
+        try:
+            problem = memory_problem(cfg, params, True, gpu_bytes=ray.get(probe, timeout=GPU_PROBE_TIMEOUT_S))
+        except ray.exceptions.GetTimeoutError:
+            ray.cancel(probe, force=True)
+            logger.warning("no GPU answered within %.0f s: the model's size was not checked against it",
+                           GPU_PROBE_TIMEOUT_S)
+            return
+    else:
+        nodes = [n["Resources"].get("memory", 0.0) for n in ray.nodes()
+                 if n["Alive"] and n["Resources"].get("CPU", 0.0) > 0]
+        problem = memory_problem(cfg, params, False, node_bytes=nodes)
+    if problem:
+        raise ConfigError(problem)
 
 
 def train_adapter(

@@ -4,8 +4,9 @@ bitsandbytes (it asks importlib whether they are installed, and which version).
 
 config.py refuses the combinations no machine can run (quantization under DeepSpeed, CPU
 offload under DDP); `check_stack` refuses what this machine cannot: a library that is not
-installed, or a bitsandbytes without a backend for the device. Both raise ConfigError, which
-the CLI prints in one line with exit code 2.
+installed, or a bitsandbytes without a backend for the device; `memory_problem` a base model
+whose frozen weights alone cannot fit the memory the plan gives the train workers. All raise
+ConfigError, which the CLI prints in one line with exit code 2.
 """
 
 from __future__ import annotations
@@ -70,6 +71,49 @@ def check_stack(cfg: TrainingConfig, use_gpu: bool) -> None:
                     strategy_problem(cfg.strategy, _version("deepspeed"))):
         if problem:
             raise ConfigError(problem)
+
+
+# Bytes per parameter of the frozen base as training/model.load_base loads it: float32 on CPU,
+# bf16 on GPU; bitsandbytes int8, or nf4's 4 bits (its block constants and the layers it leaves
+# unquantized, embeddings and head, are not counted: the estimate is a lower bound).
+WEIGHT_BYTES = {"none": {False: 4.0, True: 2.0}, "8bit": {False: 1.0, True: 1.0},
+                "4bit": {False: 0.5, True: 0.5}}
+GIB = 1024**3
+
+
+def weight_bytes_per_worker(cfg: TrainingConfig, params: int, use_gpu: bool) -> float:
+    """The least memory one train worker needs for the base model's weights (ZeRO-3 shards them
+    across the workers; DDP and ZeRO-2 keep a whole copy on each)."""
+    total = params * WEIGHT_BYTES[cfg.quantization][use_gpu]
+    sharded = cfg.strategy == "deepspeed" and cfg.zero_stage == 3
+    return total / cfg.num_workers if sharded else total
+
+
+def memory_problem(cfg: TrainingConfig, params: int, use_gpu: bool, *,
+                   gpu_bytes: float | None = None, node_bytes: list[float] | None = None) -> str | None:
+    """Why the base model cannot be trained with this plan (one line), or None.
+
+    Only what is certain is refused: the frozen weights alone (a lower bound, no activations or
+    optimizer) must fit each worker's GPU (`gpu_bytes`, one device per worker), or on CPU the
+    largest node's memory and, for all workers' copies together, the cluster's (`node_bytes`:
+    each node's memory Ray can schedule)."""
+    per_worker = weight_bytes_per_worker(cfg, params, use_gpu)
+    where = None
+    if use_gpu and gpu_bytes and per_worker > gpu_bytes:
+        where = f"a train worker's GPU has {gpu_bytes / GIB:.1f} GiB"
+    elif not use_gpu and node_bytes:
+        if per_worker > max(node_bytes):
+            where = f"the largest node has {max(node_bytes) / GIB:.1f} GiB of memory for Ray"
+        elif per_worker * cfg.num_workers > sum(node_bytes):
+            where = (f"the {cfg.num_workers} workers' copies need {per_worker * cfg.num_workers / GIB:.1f} "
+                     f"GiB, the cluster has {sum(node_bytes) / GIB:.1f} GiB of memory for Ray")
+    if where is None:
+        return None
+    dtype = cfg.quantization if cfg.quantization != "none" else ("bf16" if use_gpu else "float32")
+    return (f"training: the model's {params / 1e9:.2f}B parameters need at least {per_worker / GIB:.1f} GiB "
+            f"per train worker for the frozen weights ({dtype}), but {where}; set "
+            "training.quantization=4bit, or training.strategy=deepspeed with training.zero_stage=3 "
+            "over more training.num_workers, or use a smaller --model")
 
 
 def global_batch(cfg: TrainingConfig) -> int:
