@@ -74,6 +74,10 @@ class VerifierConfig:
     workers: int = 0  # verifier actors (kept for the whole run); 0: sized from the cluster's CPUs
     min_isolation: str = "landlock"  # refuse to start below this level (rlimits < seccomp < landlock < namespaces)
     batch_size: int = 8  # candidates per verifier call at most (one Parquet file each)
+    # Candidates take only the CPU others leave idle (SCHED_IDLE, lowest-weight session), with
+    # the wall-clock backstop not counting their wait for a CPU: same limits, same verdicts.
+    # false: they compete with the generators at normal priority.
+    idle_priority: bool = True
 
     def __post_init__(self) -> None:
         _require(self.timeout > 0, "verifier.timeout", "must be > 0")

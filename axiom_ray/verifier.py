@@ -46,7 +46,8 @@ def as_problem(p: Problem | Mapping[str, Any]) -> Problem:
 
 def make_judge(cfg: VerifierConfig) -> Judge:
     """The Judge a verifier config describes (the sandbox's other limits keep their defaults)."""
-    return Judge(Limits(timeout_s=cfg.timeout, memory_mb=cfg.memory_mb), min_isolation=cfg.min_isolation)
+    return Judge(Limits(timeout_s=cfg.timeout, memory_mb=cfg.memory_mb), min_isolation=cfg.min_isolation,
+                 idle_priority=cfg.idle_priority)
 
 
 class VerifyBatch:

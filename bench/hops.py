@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/hops.py pool            # one GeneratorActor replica vs bare vLLM LLM.generate
     .venv/bin/python bench/hops.py overlap [--pin] # pipeline.run_pass (generate+verify+write) vs generation alone, bare vLLM
+    .venv/bin/python bench/hops.py priority        # bare vLLM beside looping candidates at normal vs idle CPU priority
     .venv/bin/python bench/hops.py redeploy        # LoRA load into a live generator vs a full engine restart
     .venv/bin/python bench/hops.py train           # Ray Train LoRA SFT vs the same step loop in this process
     .venv/bin/python bench/hops.py verify-scaling  # verifier pool on 1, 2, 3 simulated nodes, same CPUs
@@ -379,6 +380,81 @@ def bench_overlap(args: argparse.Namespace) -> None:
     bare.close()
 
 
+# --- 2b. priority: candidates that burn their CPU limit beside the engine -------------------------
+
+
+BUSY_CANDIDATE = "def add(a, b):\n    while True:\n        pass\n"
+QUICK_CANDIDATE = "def add(a, b):\n    return a + b\n"
+
+
+def judge_stream(judge: Any, stop: Any, verdicts: list[str]) -> None:
+    """Judge candidates back to back until `stop`: one that loops until its CPU limit, then one
+    that answers at once (the mix a base model's round has, 6 loopers in 80)."""
+    from axiom_ray.problems import Problem, TestCase
+
+    add = Problem(id="add", title="add", difficulty="easy", prompt="", entry_point="add",
+                  tests=(TestCase((1, 2), {}, 3),))
+    while not stop.is_set():
+        for code in (BUSY_CANDIDATE, QUICK_CANDIDATE):
+            verdicts.append(judge.judge(add, code).status)
+
+
+def bench_priority(args: argparse.Namespace) -> None:
+    """Generated tokens/s of bare vLLM LLM.generate alone, and beside verifiers judging candidates
+    that loop until their CPU-time limit: at normal priority (verifier.idle_priority=false) and at
+    idle priority (the default); rounds alternate the order. Verdicts are counted per mode."""
+    import threading
+    from collections import Counter
+
+    from axiom_ray.generation.prompts import render_prompt
+    from axiom_ray.generation.vllm_engine import VLLMEngine
+    from axiom_ray.models import resolve_model
+    from axiom_ray.sandbox import Judge, Limits
+
+    cfg = run_config(args, max_tokens=args.max_tokens, samples=args.samples)
+    engine = VLLMEngine(resolve_model(cfg.model), seed=cfg.seed, cfg=cfg.generation)
+    problems = problem_dicts(args.problems, args.num_problems)
+    requests = [{"problem_id": p["id"], "prompt": text, "entry_point": p["entry_point"]}
+                for p, text in ((p, render_prompt(engine.tokenizer, p)) for p in problems)]
+    bare_generate(engine, requests[:2], cfg.seed, n=1, temperature=0.7, max_tokens=16, seed=1)  # warm-up
+    limits = Limits(timeout_s=args.timeout)
+    judges = {mode: [Judge(limits, min_isolation="rlimits", idle_priority=mode == "idle") for _ in range(args.judges)]
+              for mode in ("normal", "idle")}
+    emit("priority", event="setup", problems=len(problems), samples=args.samples, judges=args.judges,
+         timeout_s=args.timeout, idle_priority=judges["idle"][0].report.features["idle_priority"])
+    sums = {m: [0, 0.0] for m in ("alone", "normal", "idle")}
+    statuses: dict[str, Counter[str]] = {m: Counter() for m in ("normal", "idle")}
+    modes = ["alone", "normal", "idle"]
+    for rnd in range(args.rounds):
+        for mode in (modes if rnd % 2 == 0 else modes[::-1]):
+            stop, verdicts = threading.Event(), []
+            threads = [threading.Thread(target=judge_stream, args=(j, stop, verdicts)) for j in judges.get(mode, [])]
+            for t in threads:
+                t.start()
+            time.sleep(0.5 if threads else 0.0)  # the first candidates are running
+            tokens, seconds = bare_generate(engine, requests, cfg.seed, args.samples, args.temperature,
+                                            args.max_tokens, rnd)
+            stop.set()
+            for t in threads:
+                t.join()
+            if mode in statuses:
+                statuses[mode].update(verdicts)
+            sums[mode][0] += tokens
+            sums[mode][1] += seconds
+            emit("priority", round=rnd, mode=mode, tokens=tokens, seconds=round(seconds, 2),
+                 tokens_per_s=rate(tokens, seconds), verdicts=dict(Counter(verdicts)))
+    for js in judges.values():
+        for j in js:
+            j.close()
+    engine.close()
+    tps = {m: rate(*sums[m]) for m in sums}
+    emit("priority", event="summary", tokens_per_s=tps, verdicts={m: dict(c) for m, c in statuses.items()})
+    ratio_line("priority", f"generation beside {args.judges} verifier(s) judging CPU-limit loopers: normal priority "
+               f"{tps['normal']:.1f} tok/s = {tps['normal'] / tps['alone']:.2f} x alone, idle priority "
+               f"{tps['idle']:.1f} tok/s = {tps['idle'] / tps['alone']:.2f} x alone ({tps['alone']:.1f} tok/s); "
+               f"verdicts normal {dict(statuses['normal'])}, idle {dict(statuses['idle'])}")
+
+
 # --- 3. redeploy: live adapter load vs engine restart -------------------------------------------
 
 
@@ -678,7 +754,7 @@ def bench_verify_scaling(args: argparse.Namespace) -> None:
 
 def bench_all(args: argparse.Namespace) -> None:
     """Each benchmark in a fresh process: one Ray cluster each, nothing left over between them."""
-    for name in ("pool", "overlap", "redeploy", "train", "verify-scaling"):
+    for name in ("pool", "overlap", "priority", "redeploy", "train", "verify-scaling"):
         print(f"=== {name}", flush=True)
         rc = subprocess.call([sys.executable, __file__, name])
         if rc:
@@ -732,6 +808,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pin", action="store_true",
                    help="engine (its OpenMP threads and processes) on the first allowed core, verifiers and their "
                    "candidates on the others")
+
+    p = command("priority", bench_priority, "Bare vLLM LLM.generate tokens/s alone, and beside verifiers judging "
+                "candidates that loop until their CPU limit (alternating with quick ones): at normal and at idle "
+                "CPU priority (verifier.idle_priority); rounds alternate. Verdicts per mode must match.")
+    add_generation_flags(p, samples=4, max_tokens=256)
+    p.add_argument("--num-problems", type=int, default=None, help="first N problems of the set (default: all)")
+    p.add_argument("--rounds", type=int, default=2, help="timed rounds per mode (default: 2)")
+    p.add_argument("--judges", type=int, default=2, help="verifiers judging at once (default: 2, the default run's)")
+    p.add_argument("--timeout", type=float, default=5.0, help="CPU seconds per candidate (default: 5, the config's)")
 
     p = command("redeploy", bench_redeploy, "Seconds to serve the first request with a new LoRA adapter: loaded "
                 "into the live generator (GeneratorPool.load, as loop.ensure_adapter) vs a full restart "

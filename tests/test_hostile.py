@@ -380,6 +380,43 @@ def test_sigterm_and_sigxcpu_ignored_busy_loop(judge):
     assert v.status == "timeout"
 
 
+def test_the_candidate_cannot_leave_the_idle_cpu_class(judge):
+    if not judge._server.info.get("idle_priority"):
+        pytest.skip("this server cannot read its candidates' run-queue wait: they run at normal priority")
+    probe = Problem(id="sched", title="sched", difficulty="easy", prompt="", entry_point="sched",
+                    tests=(TestCase((), {}, [os.SCHED_IDLE, "EPERM", "EPERM"]),))
+    v = attack(judge, """
+        import os
+        def sched():
+            out = [os.sched_getscheduler(0)]
+            for leave in (lambda: os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0)),
+                          lambda: os.setpriority(os.PRIO_PROCESS, 0, -5)):
+                try:
+                    leave()
+                    out.append("left")
+                except PermissionError:
+                    out.append("EPERM")
+            return out
+    """, probe)
+    assert v.passed, v
+
+
+def test_busy_children_cannot_stretch_the_wall_clock(judge):
+    """The backstop discounts a candidate's wait for a CPU only while it is a lone task: here its
+    own busy children make it wait, and the verdict still comes within the wall-clock limit."""
+    v = attack(judge, """
+        import os
+        def add(a, b):
+            for _ in range(8):
+                if os.fork() == 0:
+                    while True:
+                        pass
+            while True:
+                pass
+    """)
+    assert v.status == "timeout", v
+
+
 def test_sleeping_forever_hits_the_wall_clock(judge):
     v = attack(judge, "import time\ndef add(a, b):\n    time.sleep(3600)\n")
     assert v.status == "timeout" and "wall-clock" in v.detail

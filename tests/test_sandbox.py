@@ -11,6 +11,7 @@ import struct
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
@@ -318,6 +319,37 @@ def test_each_available_level_judges_correctly(level):
         assert v.passed and v.isolation == level, v
         assert run(j, ADD, "def add(a, b):\n    return a - b\n").status == "failed"
         assert run(j, CHECK, CHECK.prompt + "    return s[-1:] + s[:-1]\n").passed
+
+
+def test_a_starved_candidate_keeps_its_verdict():
+    """Candidates take the CPU others leave idle; one starved past the wall-clock limit by
+    normal-priority work (here busy processes, in the sampling pass the generators) is judged as
+    on an idle machine: the backstop does not count its wait for a CPU."""
+    limits = Limits(timeout_s=1, wall_factor=1, wall_extra_s=0.5)
+    busy = problem("busy", [((), {}, 1)])
+    code = "def busy():\n    x = 0\n    for i in range(4_000_000):\n        x += i\n    return 1\n"
+    with Judge(limits, min_isolation="rlimits") as j:
+        if not j._server.info.get("idle_priority"):
+            pytest.skip("this server cannot read its candidates' run-queue wait")
+        # A candidate's session gets the lowest weight only when no other did within 100 ms
+        # (forkserver.lower_autogroup): leave the next spare child that much room.
+        time.sleep(0.2)
+        assert run(j, busy, code).passed  # on a quiet machine
+        time.sleep(0.2)
+        hog = "import time\nt = time.time()\nwhile time.time() - t < 8:\n    pass\n"
+        hogs = [subprocess.Popen([sys.executable, "-c", hog], start_new_session=True)
+                for _ in range(2 * (os.cpu_count() or 1))]
+        try:
+            time.sleep(1.0)  # the hogs are running
+            t0 = time.monotonic()
+            v = run(j, busy, code)
+            elapsed = time.monotonic() - t0
+        finally:
+            for h in hogs:
+                h.kill()
+                h.wait()
+    assert v.passed, v
+    assert elapsed > limits.wall_s, f"not starved ({elapsed:.1f}s): the test proves nothing"
 
 
 def test_judge_restarts_a_dead_fork_server():

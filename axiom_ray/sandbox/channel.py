@@ -15,6 +15,7 @@ from typing import Any
 
 from axiom_ray.sandbox import wire
 from axiom_ray.sandbox.core import Limits
+from axiom_ray.sandbox.cpu_wait import CandidateClock
 from axiom_ray.sandbox.server import ForkServer, ServerDied
 
 TOO_LARGE = "reply too large/slow"
@@ -36,12 +37,15 @@ class Channel:
     counted, the server's "exited" noticed, all against one wall-clock deadline."""
 
     def __init__(self, sock: socket.socket, out_fd: int, server: ForkServer, deadline: float,
-                 limits: Limits) -> None:
+                 limits: Limits, clock: CandidateClock | None = None) -> None:
         self.sock, self.out_fd, self.server = sock, out_fd, server
         self.deadline, self.limits = deadline, limits
-        # Replies buffered in time are still judged after the candidate's deadline, but not for
-        # longer than the candidate itself may run: a flood of costly replies stops there.
-        self.judge_deadline = deadline + limits.wall_s
+        # An idle-priority candidate waits while the generators use the CPUs: the wall-clock
+        # backstop, meant for one that sleeps or blocks, does not count that wait (`clock`), up
+        # to Limits.starved_wall_s (a starved candidate still ends).
+        self.clock = clock
+        self.first_deadline = deadline
+        self.last_deadline = deadline - limits.wall_s + limits.starved_wall_s
         sock.setblocking(False)
         os.set_blocking(out_fd, False)
         self.rbuf = bytearray()
@@ -71,7 +75,9 @@ class Channel:
         while True:
             msg = self._frame()
             if msg is not None:
-                if time.monotonic() > self.judge_deadline:
+                # Replies buffered in time are still judged after the candidate's deadline, but
+                # not for longer than the candidate itself may run: a flood stops there.
+                if time.monotonic() > self.deadline + self.limits.wall_s:
                     raise Stop("too_large", f"{TOO_LARGE}: judging the replies ran past twice the wall-clock limit")
                 return msg
             if self.eof:
@@ -127,10 +133,20 @@ class Channel:
             raise Stop("too_large", f"{where}{TOO_LARGE}: judging it took {spent:.1f}s of CPU "
                                      f"(limit {self.limits.max_judge_cpu_s:g}s)")
 
-    def _wait(self, write: bool) -> None:
+    def _time_left(self) -> float:
+        """Seconds to the wall-clock deadline, which first moves back by the time the candidate
+        has waited for a CPU (an idle-priority candidate on a busy machine); Stop("timeout") once
+        it has passed."""
         left = self.deadline - time.monotonic()
+        if left <= 0 and self.clock is not None and self.deadline < self.last_deadline:
+            self.deadline = min(self.first_deadline + self.clock.waited(), self.last_deadline)
+            left = self.deadline - time.monotonic()
         if left <= 0:
             raise Stop("timeout")
+        return left
+
+    def _wait(self, write: bool) -> None:
+        left = self._time_left()
         self.poller.modify(self.sock, select.POLLIN | (select.POLLOUT if write else 0))
         for fd, _ev in self.poller.poll(max(1, math.ceil(left * 1000))):
             if fd == self.out_fd:

@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # Isolation levels, weakest first. Each includes everything below it.
-#   rlimits     CPU/address-space/process/file/size limits, own session, scrubbed environment,
+#   rlimits     CPU/address-space/process/file/size limits, own process group, the idle CPU
+#               class (and the lowest-weight scheduler autogroup), scrubbed environment,
 #               a private working directory, root drops to an unprivileged uid of its own, every
 #               descendant killed after the verdict (child subreaper sweep).
 #   seccomp     + a syscall filter: no socket(), ptrace, process_vm_*, mount, unshare, setns,
@@ -38,6 +39,9 @@ def level_rank(level: str) -> int:
 
 class SandboxUnavailable(RuntimeError):
     """The sandbox cannot start at the isolation level required (the message says what is missing)."""
+
+
+STARVED_WALL_FACTOR = 10
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,12 @@ class Limits:
     @property
     def wall_s(self) -> float:
         return self.timeout_s * self.wall_factor + self.wall_extra_s
+
+    @property
+    def starved_wall_s(self) -> float:
+        """The most a verdict may take when candidates run at a low CPU priority on a busy machine: the wall-clock backstop does not count a candidate's wait
+        for a CPU (sandbox/channel.py), up to this."""
+        return self.wall_s * STARVED_WALL_FACTOR
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -18,9 +18,9 @@ private working directory, rlimits, a seccomp filter ("seccomp") and Landlock ("
 H, a child subreaper, sweeps up every descendant after each verdict.
 
 Control protocol (wire frames on CTL_FD):
-  judge -> S: ["run"]; S -> judge: ["go"] + [channel, output] by SCM_RIGHTS: the judge's ends of a
-              confined child's channel socket and stdout+stderr pipe (or ["error", why] if it
-              cannot fork). The child was forked and confined in advance, with the limits of the
+  judge -> S: ["run"]; S -> judge: ["go", has_pidfd] + [channel, output(, pidfd)] by SCM_RIGHTS:
+              the judge's ends of a confined child's channel socket and stdout+stderr pipe, and
+              with idle priority a pidfd of the child (or ["error", why] if it cannot fork). The child was forked and confined in advance, with the limits of the
               "config" message; it waits for the judge's "load" on its channel.
   judge -> S: ["finish"] when the judge wants the candidate dead now (timeout, flood, ...)
   S -> judge: ["exited", wait_status, cpu_s, maxrss_kb] + ["done"], once the candidate exited
@@ -86,6 +86,10 @@ class State:
         self.workdir_fd = -1  # held open: emptied through it, never through a path
         self.workdir_mode = 0o700
         self.has_proc = False
+        # Candidates run in the SCHED_IDLE class (the CPU the generators leave idle) when the
+        # judge asks for it: it reads their wait for a CPU through a pidfd sent with each "go",
+        # and its wall-clock backstop does not count that wait (sandbox/cpu_wait.py).
+        self.idle_priority = False
         self.ruleset_fd = -1
         self.p0_fd = -1
         self.seccomp: Any = None  # the filter program (its pgid patched in each child)
@@ -489,6 +493,7 @@ def prepare(st: State) -> None:
         # a capability back.
         kernel.drop_bounding_set()
         kernel.lock_securebits()
+    st.idle_priority = bool(st.cfg.get("idle_priority")) and _pidfd_works()
     if rank(st.level) >= rank("seccomp"):
         protected = (os.getpid(), os.getppid(), int(st.cfg.get("judge_pid", 0)))
         st.seccomp, st.pgid_index = kernel.seccomp_program(
@@ -617,6 +622,8 @@ def confine(st: State, plan: ChildPlan) -> None:
     """Everything between the descriptors and the candidate's first line; order matters
     (seccomp last)."""
     os.setsid()
+    if st.idle_priority:
+        lower_autogroup()
     if st.level == "namespaces":
         # A mount namespace for its own /tmp and /proc, and an IPC namespace of its own (SysV
         # objects and POSIX message queues, were seccomp to let one through, die with it).
@@ -630,6 +637,10 @@ def confine(st: State, plan: ChildPlan) -> None:
     drop_privileges(st)
     for res, lim in plan.rlimits:
         resource.setrlimit(res, lim)
+    if st.idle_priority:
+        # Lowering one's own class needs no privilege; going back needs CAP_SYS_NICE or an
+        # RLIMIT_NICE above 0, and the candidate has neither (rlimits).
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     sys.setrecursionlimit(plan.recursion_limit)
     kernel.prctl(kernel.PR_SET_NO_NEW_PRIVS, 1)
     if st.ruleset_fd >= 0:
@@ -648,6 +659,30 @@ def scrub_env(workdir: str) -> None:
     os.environ.update({"PATH": SAFE_PATH, "HOME": workdir, "TMPDIR": workdir, "LANG": "C.UTF-8",
                        "PYTHONDONTWRITEBYTECODE": "1"})
     tempfile.tempdir = None  # forget the server's cached temp dir
+
+
+AUTOGROUP_NICE = 19
+
+
+def lower_autogroup() -> None:
+    """Give the candidate's new session the lowest scheduler weight. Where the kernel groups
+    tasks by session (autogroups: a task in the root cgroup), it shares the CPUs between
+    sessions first, and the idle class only counts inside one. One try: unprivileged processes
+    may do this once per 100 ms machine-wide (EAGAIN), and a candidate does not wait for it (it
+    then runs at its session's normal weight, as before). Where autogroups are off, nothing."""
+    with contextlib.suppress(OSError):
+        # A task that changed its uid (the namespaces level's server did) is not dumpable, and
+        # its /proc files then belong to the host's root: dumpable for this one write, before
+        # any candidate code runs and where no other candidate can see it.
+        dumpable = kernel.prctl(kernel.PR_GET_DUMPABLE)
+        if not dumpable:
+            kernel.prctl(kernel.PR_SET_DUMPABLE, 1)
+        try:
+            with open("/proc/self/autogroup", "w") as f:
+                f.write(str(AUTOGROUP_NICE))
+        finally:
+            if not dumpable:
+                kernel.prctl(kernel.PR_SET_DUMPABLE, 0)
 
 
 def drop_privileges(st: State) -> None:
@@ -696,6 +731,7 @@ def rlimits(st: State, rcfg: dict[str, Any]) -> list[tuple[int, tuple[int, int]]
         resource.RLIMIT_CORE: (0, 0),
         resource.RLIMIT_MEMLOCK: (0, 0),
         resource.RLIMIT_MSGQUEUE: (0, 0),
+        resource.RLIMIT_NICE: (0, 0),  # no way back from SCHED_IDLE, nor to a lower nice value
     }
     out = []
     for res, (soft, hard) in wanted.items():
@@ -880,11 +916,18 @@ def handle_run(st: State, ctl: Control, rcfg: dict[str, Any]) -> bool:
     except OSError as e:
         send(ctl.sock, ["error", f"fork: {e}"])
         return True
+    fds = [child.chan_fd, child.out_fd]
+    if st.idle_priority:
+        with contextlib.suppress(OSError):
+            fds.append(os.pidfd_open(child.pid))
     try:
-        socket.send_fds(ctl.sock, [wire.dumps(["go"])], [child.chan_fd, child.out_fd])
+        socket.send_fds(ctl.sock, [wire.dumps(["go", len(fds) == 3])], fds)
     except OSError:
         discard(child)
         return False
+    finally:
+        if len(fds) == 3:
+            os.close(fds[2])
     child.close_fds()
     if st.level == "namespaces":
         # The next spare is forked and confined while this candidate runs, off the judge's path:
@@ -931,6 +974,14 @@ def watch(st: State, ctl: Control, pid: int) -> bool:
     if alive:
         ctl.sock.sendall(wire.dumps(["exited", *exited]) + wire.dumps(["done"]))  # type: ignore[misc]
     return alive
+
+
+def _pidfd_works() -> bool:
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+        return True
+    except (AttributeError, OSError):
+        return False
 
 
 def reap(pid: int, block: bool) -> tuple[int, float, int] | None:
@@ -1185,6 +1236,7 @@ def features() -> dict[str, Any]:
 
 def hello(st: State, missing: dict[str, str]) -> dict[str, Any]:
     return {"level": st.level, "pid": os.getpid(), "has_proc": st.has_proc, "workdir": st.workdir,
+            "idle_priority": st.idle_priority,
             "features": st.cfg["_features"], "missing": missing}
 
 

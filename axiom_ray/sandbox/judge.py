@@ -29,7 +29,7 @@ import weakref
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from axiom_ray.sandbox import wire
+from axiom_ray.sandbox import cpu_wait, wire
 from axiom_ray.sandbox.channel import TOO_LARGE, Channel, Stop
 from axiom_ray.sandbox.check import CandidateProxy, check_line, literal_calls
 from axiom_ray.sandbox.compare import values_equal
@@ -41,6 +41,7 @@ from axiom_ray.sandbox.core import (
     Verdict,
     level_rank,
 )
+from axiom_ray.sandbox.cpu_wait import CandidateClock, host_pid
 from axiom_ray.sandbox.render import clean_text, message_text, render
 from axiom_ray.sandbox.server import DEFAULT_PRELOAD, ForkServer, ServerDied
 
@@ -70,12 +71,14 @@ class Judge:
     serialised by a lock); run several Judges for parallelism (one per verifier actor or thread).
 
     Raises SandboxUnavailable when the isolation this machine allows is below `min_isolation`.
-    `isolation` forces a level ("best": the strongest that works here).
+    `isolation` forces a level ("best": the strongest that works here). `idle_priority`: the
+    candidates take only the CPU others leave idle (sandbox/cpu_wait.py), where this machine's
+    /proc lets the judge discount their wait for a CPU from the wall-clock backstop.
     """
 
     def __init__(self, limits: Limits | None = None, min_isolation: str = DEFAULT_MIN_ISOLATION,
                  isolation: str = "best", allow_packages: tuple[str, ...] = (),
-                 preload: tuple[str, ...] = DEFAULT_PRELOAD) -> None:
+                 preload: tuple[str, ...] = DEFAULT_PRELOAD, idle_priority: bool = True) -> None:
         self.limits = limits or Limits()
         level_rank(min_isolation)
         if isolation != "best":
@@ -83,6 +86,8 @@ class Judge:
         self.min_isolation, self.isolation = min_isolation, isolation
         self._config = {"judge_pid": os.getpid(), "allow_packages": list(allow_packages),
                         "preload": list(preload), "selftest_limits": _rcfg(Limits(timeout_s=5)),
+                        # candidates at idle CPU priority only where the judge can see their wait
+                        "idle_priority": idle_priority and cpu_wait.measurable(),
                         "rcfg": _rcfg(self.limits)}  # the server keeps a child with these limits ready
         self._lock = threading.Lock()
         self._checks: dict[tuple[str, str, str], tuple[Any, Any, list[tuple[bytes, Any]]]] = {}
@@ -118,7 +123,8 @@ class Judge:
     def report(self) -> IsolationReport:
         assert self._server is not None
         info = self._server.info
-        return IsolationReport(level=info["level"], features={**info["features"], "proc": info["has_proc"]},
+        return IsolationReport(level=info["level"], features={**info["features"], "proc": info["has_proc"],
+                                         "idle_priority": info.get("idle_priority", False)},
                                missing=dict(info.get("missing", {})))
 
     def close(self) -> None:
@@ -180,14 +186,15 @@ class Judge:
         tally = _Tally(problem.num_tests)
         exited = None
         judge_end: socket.socket | None = None
-        out_r = -1
+        out_r = pidfd = -1
         try:
             fds = server.start(timeout=self.limits.wall_s)
             if fds is None:
                 tally.stop = Stop("server", server.error)
             else:
-                judge_end, out_r = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fds[0]), fds[1]
-                chan = Channel(judge_end, out_r, server, t0 + self.limits.wall_s, self.limits)
+                judge_end, out_r, pidfd = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM, 0, fds[0]), fds[1], fds[2]
+                chan = Channel(judge_end, out_r, server, t0 + self.limits.wall_s, self.limits,
+                               clock=self._clock(server, pidfd))
                 try:
                     self._converse(problem, code, chan, tally)
                 except Stop as stop:
@@ -204,9 +211,19 @@ class Judge:
         finally:
             if judge_end is not None:
                 judge_end.close()
-            if out_r >= 0:
-                os.close(out_r)
+            for fd in (out_r, pidfd):
+                if fd >= 0:
+                    os.close(fd)
         return self._verdict(tally, exited, t0)
+
+    def _clock(self, server: ForkServer, pidfd: int) -> CandidateClock | None:
+        """The idle-priority candidate's run-queue wait, read through its pidfd. What it leaves
+        behind is adopted by the fork server at the lower levels, by itself (the init of its
+        pid namespace) at "namespaces"."""
+        pid = host_pid(pidfd) if pidfd >= 0 else None
+        if pid is None:
+            return None
+        return CandidateClock(pid, reaper=None if server.level == "namespaces" else server.proc.pid)
 
     def _converse(self, problem: Problem, code: str, chan: Channel, tally: _Tally) -> None:
         # Tests are pipelined: the code, every call and the "bye" go out at once, and the
@@ -419,10 +436,11 @@ def judge_one(problem: Problem, code: str, limits: Limits | None = None, **judge
 def detect_isolation() -> IsolationReport:
     """What this machine allows, found by starting a fork server at the best level (cached)."""
     server = ForkServer("best", {"judge_pid": os.getpid(), "allow_packages": [], "preload": [],
-                                 "selftest_limits": _rcfg(Limits())})
+                                 "selftest_limits": _rcfg(Limits()), "idle_priority": cpu_wait.measurable()})
     try:
         info = server.info
-        return IsolationReport(level=info["level"], features={**info["features"], "proc": info["has_proc"]},
+        return IsolationReport(level=info["level"], features={**info["features"], "proc": info["has_proc"],
+                                         "idle_priority": info.get("idle_priority", False)},
                                missing=dict(info.get("missing", {})))
     finally:
         server.close()

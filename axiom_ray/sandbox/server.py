@@ -65,7 +65,7 @@ class ForkServer:
         self.sock = parent
         self.buf = b""
         self.fds: list[int] = []  # descriptors received, not yet claimed by a "go"
-        self.go: tuple[int, int] | None = None
+        self.go: tuple[int, int, int] | None = None  # channel, output, pidfd (-1: none)
         self.inbox: collections.deque[Any] = collections.deque()
         self.exited: tuple[int, float, int] | None = None
         self.done = self.running = self.dead = False
@@ -114,10 +114,11 @@ class ForkServer:
             msg = wire.loads(self.buf[wire.HEADER_SIZE: wire.HEADER_SIZE + n])
             self.buf = self.buf[wire.HEADER_SIZE + n:]
             if msg[0] == "go":
-                if len(self.fds) < 2:
+                n = 3 if len(msg) > 1 and msg[1] else 2
+                if len(self.fds) < n:
                     self.dead = True
-                    raise ServerDied("the fork server sent no descriptors with its go")
-                self.go, self.fds = (self.fds[0], self.fds[1]), self.fds[2:]
+                    raise ServerDied("the fork server sent too few descriptors with its go")
+                self.go, self.fds = (self.fds[0], self.fds[1], self.fds[2] if n == 3 else -1), self.fds[n:]
             elif msg[0] == "exited":
                 self.exited = (int(msg[1]), float(msg[2]), int(msg[3]))
             elif msg[0] == "done":
@@ -141,9 +142,10 @@ class ForkServer:
 
     # -- one run --
 
-    def start(self, timeout: float) -> tuple[int, int] | None:
+    def start(self, timeout: float) -> tuple[int, int, int] | None:
         """Ask for a confined child: the judge's ends of its channel (a socket) and of its output
-        pipe, or None when the server could not fork one (the reason in `error`)."""
+        pipe, and a pidfd of it (-1 unless it runs at idle priority), or None when the server
+        could not fork one (the reason in `error`)."""
         self.exited, self.done, self.error, self.running = None, False, "", True
         self.send(["run"])
         deadline = time.monotonic() + timeout
