@@ -15,6 +15,8 @@ from typing import Any, get_type_hints
 
 import yaml
 
+from axiom_ray.sandbox.core import LEVELS
+
 
 class ConfigError(ValueError):
     """A bad config value; the message names the key."""
@@ -84,8 +86,7 @@ class VerifierConfig:
         _require(self.memory_mb >= 64, "verifier.memory_mb", "must be >= 64")
         _require(self.workers >= 0, "verifier.workers", "must be >= 0")
         _require(self.batch_size >= 1, "verifier.batch_size", "must be >= 1")
-        _require(self.min_isolation in ("rlimits", "seccomp", "landlock", "namespaces"), "verifier.min_isolation",
-                 "rlimits, seccomp, landlock or namespaces")
+        _require(self.min_isolation in LEVELS, "verifier.min_isolation", ", ".join(LEVELS))
 
 
 # YAML 1.1 reads a bare `on`/`off` as a bool, which reaches a str field as "true"/"false".
