@@ -76,6 +76,15 @@ def shrunk_entrypoint(entrypoint: str, storage: str) -> list[str]:
     return out
 
 
+def test_the_manifest_names_the_flags_the_test_changes():
+    """The comment above spec.entrypoint lists what a user changes for a run; the test's
+    shrinking changes only those."""
+    text = RAYJOB.read_text()
+    comment = text[:text.index("  entrypoint:")].rsplit("spec:", 1)[1]
+    named = set(re.findall(r"--[a-z][a-z-]+", comment))
+    assert {"--storage", *SHRINK} <= named, named
+
+
 def test_shrinking_keeps_the_manifest_entrypoint():
     entry = rayjob()["spec"]["entrypoint"]
     argv = shrunk_entrypoint(entry, "s3://b/run")
@@ -153,10 +162,13 @@ def test_rayjob_entrypoint_on_a_multi_node_cluster_with_s3_storage(s3, tmp_path)
             "--workers", "2", "--gpu-workers", "0", "--cpus-per-worker", str(WORKER_CPUS),
             "--head-cpus", str(head_cpus), "--object-store-mb", "300"]) as cluster:
         started = time.perf_counter() - t0
-        # The script's cluster: one log monitor on this host (the head's), and a worker port
-        # range of each raylet's own.
+        # The script's cluster: every raylet with a session directory, a log monitor and a
+        # worker port range of its own, as a node of a real cluster has (a shared session
+        # directory deletes the job's working_dir under its driver: scripts/local_cluster.sh).
         procs = cluster.node_processes()
-        assert [sum("log_monitor.py" in p for p in node) for node in procs] == [1, 0, 0]
+        assert [sum("log_monitor.py" in p for p in node) for node in procs] == [1, 1, 1]
+        sessions = {re.search(r"--session[-_]dir=(\S+)", " ".join(node)).group(1) for node in procs}
+        assert len(sessions) == 3, sessions
         ranges = [re.findall(r"--(?:min|max)_worker_port=(\d+)", " ".join(node)) for node in procs]
         assert all(len(r) == 2 for r in ranges) and len({tuple(r) for r in ranges}) == 3, ranges
         submit = ray_cli(cluster, "job", "submit", "--no-wait", "--submission-id", job_id,
