@@ -1,5 +1,5 @@
 """Resource plan: what each role asks Ray for, derived from the config and the cluster, checked
-before any actor starts. Pure: takes `ray.cluster_resources()` as a dict."""
+before any actor starts. Pure: takes `ray.cluster_resources()` as a dict (and each node's CPUs)."""
 
 from __future__ import annotations
 
