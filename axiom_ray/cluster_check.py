@@ -129,3 +129,8 @@ def alive_node_count(nodes: Iterable[Mapping[str, Any]]) -> int:
     """Alive nodes in `ray.nodes()` output (dead nodes stay listed there for a while)."""
     return sum(1 for n in nodes if n.get("Alive", n.get("alive", False)))
 
+
+def alive_node_cpus(nodes: Iterable[Mapping[str, Any]]) -> list[float]:
+    """Each alive node's CPUs in `ray.nodes()` output (placement.make_plan's node_cpus)."""
+    return [float(n.get("Resources", {}).get("CPU", 0.0)) for n in nodes if n.get("Alive", n.get("alive", False))]
+

@@ -30,7 +30,7 @@ import ray
 import ray.data
 
 from axiom_ray import metrics
-from axiom_ray.cluster_check import alive_node_count, check_storage_for_cluster
+from axiom_ray.cluster_check import alive_node_count, alive_node_cpus, check_storage_for_cluster
 from axiom_ray.config import RunConfig
 from axiom_ray.curriculum import curriculum_enabled, load_records, select_problems
 from axiom_ray.evaluation import (
@@ -353,8 +353,9 @@ def prepare(cfg: RunConfig, fork: bool = False, with_generators: bool = True) ->
     # Refuse a node-local run directory on a multi-node cluster and a plan the cluster cannot
     # fit before anything is written.
     uri = normalize_uri(default_storage(cfg))
-    check_storage_for_cluster(uri, alive_node_count(ray.nodes()), shared=cfg.shared_storage)
-    plan = make_plan(cfg, ray.cluster_resources())
+    nodes = ray.nodes()
+    check_storage_for_cluster(uri, alive_node_count(nodes), shared=cfg.shared_storage)
+    plan = make_plan(cfg, ray.cluster_resources(), node_cpus=alive_node_cpus(nodes))
     check_stack(cfg.training, plan.train_use_gpu)  # e.g. 4bit without bitsandbytes: refuse now
     check_training_memory(cfg.training, model_path, use_gpu=plan.train_use_gpu,
                           gpus_per_worker=plan.train_gpus_per_worker)

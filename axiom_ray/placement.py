@@ -1,9 +1,11 @@
 """Resource plan: what each role asks Ray for, derived from the config and the cluster, checked
-before any actor starts. Pure: takes `ray.cluster_resources()` as a dict."""
+before any actor starts. Pure: takes `ray.cluster_resources()` as a dict (and each node's CPUs)."""
 
 from __future__ import annotations
 
+import itertools
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from axiom_ray.config import RunConfig
@@ -43,8 +45,9 @@ class Plan:
         return f"{gen}; {verifiers}; {train}{mode}"
 
 
-def make_plan(cfg: RunConfig, resources: dict[str, float]) -> Plan:
-    """Derive per-role resources from the config ("auto" values) and the cluster's totals."""
+def make_plan(cfg: RunConfig, resources: dict[str, float], node_cpus: Sequence[float] | None = None) -> Plan:
+    """Derive per-role resources from the config ("auto" values) and the cluster's totals.
+    `node_cpus`: each alive node's CPUs (one node of the total CPUs when not given)."""
     gpus = float(resources.get("GPU", 0.0))
     cpus = float(resources.get("CPU", 0.0))
     g, t = cfg.generation, cfg.training
@@ -61,9 +64,13 @@ def make_plan(cfg: RunConfig, resources: dict[str, float]) -> Plan:
     cpu_left = cpus - g.replicas * g.num_cpus
     # Verifiers take whole CPUs (a fraction could leave every node a part of a CPU and no node
     # a whole one for a train worker). By default as many as fit beside the generators and the
-    # trainer, so they live for the whole run; where none fits (or verifier.workers asks for
-    # more), they are stopped while training.
+    # trainer on every node layout Ray may choose, so they live for the whole run; where none
+    # fits (or verifier.workers asks for more), they are stopped while training.
+    nodes = list(node_cpus) if node_cpus is not None else [cpus]
     beside_trainer = int(cpu_left - t.num_workers * t.cpus_per_worker + 1e-9)
+    while beside_trainer > 0 and not trainer_fits_beside(
+            nodes, [g.num_cpus] * g.replicas + [1.0] * beside_trainer, t.num_workers, t.cpus_per_worker):
+        beside_trainer -= 1
     workers = cfg.verifier.workers or (beside_trainer if beside_trainer >= 1 else max(1, int(cpu_left) - 1))
     plan = Plan(
         replicas=g.replicas, gen_num_gpus=gen_gpus, gen_num_cpus=g.num_cpus,
@@ -75,6 +82,36 @@ def make_plan(cfg: RunConfig, resources: dict[str, float]) -> Plan:
     )
     check_fits(plan, resources)
     return plan
+
+
+def trainer_fits_beside(node_cpus: Sequence[float], placed: Sequence[float], workers: int,
+                        cpus_per_worker: float) -> bool:
+    """Whether `workers` train workers of `cpus_per_worker` CPUs each still find room however
+    Ray has spread the actors already placed (their CPUs: `placed`) over the nodes.
+
+    Ray places each actor by its own policy (it spreads once a node is half used), so totals are
+    not enough: two 3-CPU nodes hold four 1-CPU actors as 2 + 2, which leaves no node the 2 CPUs
+    of a train worker, and Ray Train waits for them forever. The worst layout takes train slots
+    away cheapest first; with pieces of the smallest actor's size (a safe bound for mixed sizes),
+    pushing a node's free CPUs below k slots' worth takes floor((free - k * cpus_per_worker) /
+    piece) + 1 pieces."""
+    if workers <= 0 or cpus_per_worker <= 0:
+        return True
+    piece = min(placed, default=1.0)
+    pieces = sum(placed) / piece
+    slots, costs = 0, []
+    for cpus in node_cpus:
+        n = int(cpus / cpus_per_worker + 1e-9)
+        slots += n
+        taken = [math.floor((cpus - k * cpus_per_worker) / piece + 1e-9) + 1 for k in range(n, 0, -1)]
+        costs += [b - a for a, b in itertools.pairwise([0, *taken])]
+    broken, spent = 0, 0.0
+    for cost in sorted(costs):
+        if spent + cost > pieces + 1e-9:
+            break
+        spent += cost
+        broken += 1
+    return slots - broken >= workers
 
 
 def verifier_cpus(free: float, workers: int) -> float:

@@ -32,15 +32,20 @@
 # axiom-ray's multi-node storage check that a local --storage is fine here
 # (axiom_ray/cluster_check.py).
 #
-# One host, several raylets, the way Ray wants it: only the head runs a log monitor (Ray: one per
-# physical host, else every log line reaches the driver once per node; the others start with
-# --include-log-monitor false), workers join one at a time, each once the previous one has
-# registered with the GCS (raylets starting together on one host can pick the same socket
-# names), and each node gets its own worker port range (--min/--max-worker-port) so two raylets
-# never hand the same port to their workers.
+# One host, several raylets, each with what a node of a real cluster has to itself: its own
+# --temp-dir (the head's $STATE_DIR/ray, worker N's $STATE_DIR/ray.wN), so its own session
+# directory (logs, sockets, spilled objects, and the runtime_resources where its runtime-env
+# agent unpacks a job's working_dir), and its own log monitor reading its own logs; its own worker
+# port range (--min/--max-worker-port), so two raylets never hand the same port to their workers.
+# A session directory shared by the nodes breaks jobs: every raylet's agent unpacks a job's
+# working_dir with overwrite (Ray 2.60, working_dir.py: rmtree, then unzip) into the same path,
+# so when the driver's ray.init makes the workers set it up, the directory the job's driver runs
+# in is deleted under it; its getcwd() then fails, and `import torch` dies in MKL's loader
+# ("Intel oneMKL FATAL ERROR: Cannot load .../libtorch_cpu.so", exit 2). Workers join one at a
+# time, each once the previous one has registered with the GCS.
 #
 # Isolation from other clusters on the same machine: every port is picked free at start, the
-# nodes keep their sessions, sockets and `ray_current_cluster` file under their own --temp-dir
+# nodes keep their sessions, sockets and `ray_current_cluster` file under their own --temp-dirs
 # (inside the state directory), so `ray.init()` elsewhere never attaches here by accident. Each
 # node runs as `ray start --block` in its own session (setsid); `stop` sends SIGTERM to those
 # recorded PIDs only (ray start --block then stops its node's processes), after checking each
@@ -59,7 +64,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 STATE_DIR="${AXIOM_LOCAL_CLUSTER_DIR:-/tmp/axiom-local-cluster-$(id -u)}"
 STATE_FILE="$STATE_DIR/state.env"
 NODES_FILE="$STATE_DIR/nodes.tsv"
-# Unix socket paths are limited to 107 bytes; Ray nests session and socket names under this.
+# The head's Ray temp dir; worker N's is $TEMP_DIR.wN (node_temp_dir). Unix socket paths are
+# limited to 107 bytes and Ray nests session and socket names under these: keep them short.
 TEMP_DIR="$STATE_DIR/ray"
 
 if [[ -x "$ROOT/.venv/bin/ray" ]]; then
@@ -123,6 +129,10 @@ ours_alive() {  # ours_alive PID START_TIME
   [[ "$now" == "$2" ]]
 }
 
+node_temp_dir() {  # node_temp_dir INDEX: 0 is the head
+  if (( $1 == 0 )); then echo "$TEMP_DIR"; else echo "$TEMP_DIR.w$1"; fi
+}
+
 start_node() {  # start_node NAME CPUS GPUS INDEX [ray start args...]
   local name="$1" cpus="$2" gpus="$3" index="$4"
   shift 4
@@ -130,7 +140,7 @@ start_node() {  # start_node NAME CPUS GPUS INDEX [ray start args...]
   local min_port=$(( WORKER_PORT_BASE + index * WORKER_PORTS_PER_NODE ))
   # setsid: the node is its own session and process group, so a Ctrl-C in this shell does not
   # reach it and `stop` can fall back to killing exactly that group.
-  setsid "$RAY" start --block --node-ip-address 127.0.0.1 --temp-dir "$TEMP_DIR" \
+  setsid "$RAY" start --block --node-ip-address 127.0.0.1 --temp-dir "$(node_temp_dir "$index")" \
     --num-cpus "$cpus" --num-gpus "$gpus" --object-store-memory "$OBJECT_STORE_BYTES" \
     --min-worker-port "$min_port" --max-worker-port $(( min_port + WORKER_PORTS_PER_NODE - 1 )) \
     --dashboard-agent-listen-port "$(free_port)" --metrics-export-port "$(free_port)" \
@@ -224,7 +234,7 @@ EOF
     --dashboard-port "$dashboard_port" --ray-client-server-port "$(free_port)" "${extra[@]}"
   # Workers can only join once the GCS answers.
   wait_for_nodes 1 180 || { cmd_stop; die "the head did not come up; see $STATE_DIR/logs/head.log"; }
-  extra=(--include-log-monitor false)  # the head's monitor already reads this host's logs
+  extra=()
   [[ -n "$worker_resources" ]] && extra+=(--resources "$worker_resources")
   local i gpus
   for (( i = 1; i <= workers; i++ )); do

@@ -10,9 +10,10 @@ of that manifest changes for a run: `--storage` (the bucket), `--iterations`, `-
 `--eval-problems`, `--samples`. Everything else (the default model, the vLLM engine, two
 generator replicas) is the manifest's.
 
-Two generators (1 CPU each) and three verifiers (1 CPU each; the plan leaves one CPU spare) do
-not fit on one 3-CPU node, so both worker nodes do work by construction, and the test checks
-where each actor really ran (State API). The run directory on S3 must then be complete:
+The two generators (1 CPU each) live beside the 2-CPU train worker, which is more than one 3-CPU
+node holds, so both worker nodes do work by construction (the verifiers the plan keeps beside
+them are as many as every layout Ray may choose allows: placement.trainer_fits_beside), and the
+test checks where each actor really ran (State API). The run directory on S3 must then be complete:
 manifest phases done, Parquet readable, adapter 1, checkpoints and the report; the secret key in
 no manifest or log.
 """
@@ -20,7 +21,6 @@ no manifest or log.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import shlex
 import subprocess
@@ -74,6 +74,15 @@ def shrunk_entrypoint(entrypoint: str, storage: str) -> list[str]:
     for flag, value in wanted.items():
         out += [flag, value]
     return out
+
+
+def test_the_manifest_names_the_flags_the_test_changes():
+    """The comment above spec.entrypoint lists what a user changes for a run; the test's
+    shrinking changes only those."""
+    text = RAYJOB.read_text()
+    comment = text[:text.index("  entrypoint:")].rsplit("spec:", 1)[1]
+    named = set(re.findall(r"--[a-z][a-z-]+", comment))
+    assert {"--storage", *SHRINK} <= named, named
 
 
 def test_shrinking_keeps_the_manifest_entrypoint():
@@ -133,16 +142,12 @@ def placements(cluster: LocalCluster) -> tuple[dict[str, bool], list[dict[str, A
     return nodes, actors
 
 
-# Known failure (issue 11 stays open on it): the job's driver runs samples and eval across both
-# workers with the run directory on S3, then dies at its first `import torch` (training) with
-# "Intel oneMKL FATAL ERROR: Cannot load .../torch/lib/libtorch_cpu.so", also with torch imported
-# right after ray.init. Not reproduced by a bare job that joins the cluster, uses S3 and imports
-# torch. Opt in to run it while working on that: AXIOM_MULTINODE_JOB=1.
 @pytest.mark.slow
-@pytest.mark.skipif(os.environ.get("AXIOM_MULTINODE_JOB") != "1",
-                    reason="known failure: the job driver cannot load libtorch_cpu (see the comment); "
-                           "AXIOM_MULTINODE_JOB=1 runs it")
-def test_rayjob_entrypoint_on_a_multi_node_cluster_with_s3_storage(s3, tmp_path):
+def test_rayjob_entrypoint_on_a_multi_node_cluster_with_s3_storage(s3, tmp_path, monkeypatch):
+    # This process reads the run directory back the way any axiom-ray process opens s3:// URIs:
+    # from its environment (the raylets get the same through LocalCluster).
+    for key, value in s3.env().items():
+        monkeypatch.setenv(key, value)
     spec = rayjob()["spec"]
     head_cpus = spec["rayClusterSpec"]["headGroupSpec"]["rayStartParams"]["num-cpus"]
     uri = s3.uri(f"runs/{uuid.uuid4().hex[:8]}")
@@ -153,10 +158,13 @@ def test_rayjob_entrypoint_on_a_multi_node_cluster_with_s3_storage(s3, tmp_path)
             "--workers", "2", "--gpu-workers", "0", "--cpus-per-worker", str(WORKER_CPUS),
             "--head-cpus", str(head_cpus), "--object-store-mb", "300"]) as cluster:
         started = time.perf_counter() - t0
-        # The script's cluster: one log monitor on this host (the head's), and a worker port
-        # range of each raylet's own.
+        # The script's cluster: every raylet with a session directory, a log monitor and a
+        # worker port range of its own, as a node of a real cluster has (a shared session
+        # directory deletes the job's working_dir under its driver: scripts/local_cluster.sh).
         procs = cluster.node_processes()
-        assert [sum("log_monitor.py" in p for p in node) for node in procs] == [1, 0, 0]
+        assert [sum("log_monitor.py" in p for p in node) for node in procs] == [1, 1, 1]
+        sessions = {re.search(r"--session[-_]dir=(\S+)", " ".join(node)).group(1) for node in procs}
+        assert len(sessions) == 3, sessions
         ranges = [re.findall(r"--(?:min|max)_worker_port=(\d+)", " ".join(node)) for node in procs]
         assert all(len(r) == 2 for r in ranges) and len({tuple(r) for r in ranges}) == 3, ranges
         submit = ray_cli(cluster, "job", "submit", "--no-wait", "--submission-id", job_id,

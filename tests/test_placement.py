@@ -1,7 +1,7 @@
 import pytest
 
 from axiom_ray.config import build_config
-from axiom_ray.placement import PlanError, make_plan
+from axiom_ray.placement import PlanError, make_plan, trainer_fits_beside
 
 
 def test_cpu_only_plan():
@@ -17,6 +17,34 @@ def test_verifiers_that_do_not_fit_beside_the_trainer_are_released_to_it():
     # Asked for more than fit beside the trainer: they share what the generators leave.
     plan = make_plan(build_config(overrides=["verifier.workers=4"]), {"CPU": 4})
     assert plan.release_verifiers_to_train and plan.verifier_cpus == 0.75
+
+
+def test_verifiers_stay_beside_the_trainer_only_where_every_layout_leaves_it_a_node():
+    # Two 3-CPU workers and a CPU-less head (the RayJob manifest's shape): in total 2 generators,
+    # 2 verifiers and a 2-CPU trainer fit (6 CPUs), but Ray may place the four 1-CPU actors
+    # 2 + 2, leaving no node 2 CPUs: one verifier stays (any layout of three leaves one node 2).
+    cfg = build_config(overrides=["generation.replicas=2"])
+    assert make_plan(cfg, {"CPU": 6}).verifier_workers == 2  # one node of 6: totals are enough
+    plan = make_plan(cfg, {"CPU": 6}, node_cpus=[0, 3, 3])
+    assert (plan.verifier_workers, plan.release_verifiers_to_train) == (1, False)
+    # Nodes too small for a train worker beside anything: the verifiers are stopped to train.
+    plan = make_plan(cfg, {"CPU": 4}, node_cpus=[2, 2])
+    assert plan.release_verifiers_to_train
+
+
+@pytest.mark.parametrize("nodes, placed, workers, fits", [
+    ([3, 3], [1] * 4, 1, False),  # 2 + 2: one CPU left on each node
+    ([3, 3], [1] * 3, 1, True),  # 2 + 1 or 3 + 0: a node keeps 2
+    ([4, 4], [1] * 5, 1, True),  # 3 + 2 or 4 + 1: a node keeps 2
+    ([4, 4], [1] * 6, 1, False),  # 3 + 3
+    ([4, 4], [1] * 3, 2, True),  # 3 + 0 leaves 4 on one node: two workers
+    ([4, 4], [0.5] * 6, 2, False),  # 2.5 + 0.5: 1.5 and 3.5 CPUs left, one slot
+    ([6], [1] * 4, 1, True),
+    ([6], [1] * 5, 1, False),
+    ([0, 3, 3], [], 2, True),
+])
+def test_trainer_fits_beside_the_worst_layout(nodes, placed, workers, fits):
+    assert trainer_fits_beside(nodes, placed, workers, 2) is fits
 
 
 def test_one_gpu_colocates_generator_and_trainer():
