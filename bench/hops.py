@@ -109,10 +109,11 @@ def quiet_ray_data() -> None:
 
 def run_config(args: argparse.Namespace, **generation: Any) -> Any:
     """The loop's RunConfig with the benchmark's generation knobs (everything else default)."""
-    from axiom_ray.config import GenerationConfig, RunConfig
+    from axiom_ray.config import GenerationConfig, RunConfig, VerifierConfig
 
     gen = GenerationConfig(kv_cache_gb=args.kv_cache_gb, **generation)
-    return RunConfig(problems=args.problems, seed=args.seed, generation=gen)
+    verifier = VerifierConfig(idle_priority=not getattr(args, "normal_priority", False))
+    return RunConfig(problems=args.problems, seed=args.seed, generation=gen, verifier=verifier)
 
 
 def start_generator(cfg: Any, run_id: str, replica: int = 0) -> tuple[Any, dict[str, Any]]:
@@ -330,6 +331,7 @@ def bench_overlap(args: argparse.Namespace) -> None:
     scratch = Path(tempfile.mkdtemp(prefix="axiom-hops-overlap-"))
     emit("overlap", event="setup", problems=len(problems), samples=args.samples, max_tokens=args.max_tokens,
          verifier_workers=plan.verifier_workers, verifier_cpus=plan.verifier_cpus, pinned=args.pin,
+         idle_priority=cfg.verifier.idle_priority,
          engine_env=info.get("env"))
     sums = {m: [0, 0.0] for m in ("bare", "alone", "pass")}
     verify_cpu = 0.0
@@ -808,6 +810,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pin", action="store_true",
                    help="engine (its OpenMP threads and processes) on the first allowed core, verifiers and their "
                    "candidates on the others")
+    p.add_argument("--normal-priority", action="store_true",
+                   help="candidates at normal CPU priority (verifier.idle_priority=false), as before issue 14's change")
 
     p = command("priority", bench_priority, "Bare vLLM LLM.generate tokens/s alone, and beside verifiers judging "
                 "candidates that loop until their CPU limit (alternating with quick ones): at normal and at idle "
