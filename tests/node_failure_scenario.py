@@ -75,6 +75,7 @@ def run(args: argparse.Namespace, cluster: Any, result: dict[str, Any]) -> None:
     import ray
     from fault_driver import use_scripted_generators
 
+    from axiom_ray.generation.pool import wait_ready
     from axiom_ray.loop import prepare
 
     nodes = {n.node_id: n for n in cluster.worker_nodes}
@@ -105,7 +106,9 @@ def run(args: argparse.Namespace, cluster: Any, result: dict[str, Any]) -> None:
             raise errors[0]
         if thread.is_alive():
             raise RuntimeError("the pass did not finish after the node was removed")
-        result["generator_after"] = ray.get(loop.pool.actors[0].ready.remote())
+        # The loop's own wait: a call that reaches the generator before Ray has noticed its old
+        # node is gone fails at once (ActorUnavailableError), and is asked again until it is back.
+        result["generator_after"] = wait_ready(loop.pool.actors[0])
         result["generator_node_after"] = [a.node_id for a in alive("ScriptedGenerator")]
         result["alive_nodes"] = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
     finally:
