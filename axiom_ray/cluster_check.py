@@ -130,7 +130,12 @@ def alive_node_count(nodes: Iterable[Mapping[str, Any]]) -> int:
     return sum(1 for n in nodes if n.get("Alive", n.get("alive", False)))
 
 
+def alive_node_resources(nodes: Iterable[Mapping[str, Any]], key: str) -> list[float]:
+    """Each alive node's amount of resource `key` ("CPU", "memory", ...) in `ray.nodes()` output."""
+    return [float(n.get("Resources", {}).get(key, 0.0)) for n in nodes if n.get("Alive", n.get("alive", False))]
+
+
 def alive_node_cpus(nodes: Iterable[Mapping[str, Any]]) -> list[float]:
-    """Each alive node's CPUs in `ray.nodes()` output (placement.make_plan's node_cpus)."""
-    return [float(n.get("Resources", {}).get("CPU", 0.0)) for n in nodes if n.get("Alive", n.get("alive", False))]
+    """Each alive node's CPUs (placement.make_plan's node_cpus)."""
+    return alive_node_resources(nodes, "CPU")
 

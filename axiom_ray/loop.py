@@ -357,7 +357,7 @@ def prepare(cfg: RunConfig, fork: bool = False, with_generators: bool = True) ->
     check_storage_for_cluster(uri, alive_node_count(nodes), shared=cfg.shared_storage)
     plan = make_plan(cfg, ray.cluster_resources(), node_cpus=alive_node_cpus(nodes))
     check_stack(cfg.training, plan.train_use_gpu)  # e.g. 4bit without bitsandbytes: refuse now
-    check_training_memory(cfg.training, model_path, use_gpu=plan.train_use_gpu,
+    check_training_memory(cfg.training, model_path, nodes, use_gpu=plan.train_use_gpu,
                           gpus_per_worker=plan.train_gpus_per_worker)
     log.info("plan: %s", plan.describe())
     run = RunDir.open_or_create(uri, cfg, fork=fork)

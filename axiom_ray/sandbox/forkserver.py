@@ -20,8 +20,9 @@ H, a child subreaper, sweeps up every descendant after each verdict.
 Control protocol (wire frames on CTL_FD):
   judge -> S: ["run"]; S -> judge: ["go", has_pidfd] + [channel, output(, pidfd)] by SCM_RIGHTS:
               the judge's ends of a confined child's channel socket and stdout+stderr pipe, and
-              with idle priority a pidfd of the child (or ["error", why] if it cannot fork). The child was forked and confined in advance, with the limits of the
-              "config" message; it waits for the judge's "load" on its channel.
+              with idle priority a pidfd of the child (or ["error", why] if it cannot fork). The
+              child was forked and confined in advance, with the limits of the "config"
+              message; it waits for the judge's "load" on its channel.
   judge -> S: ["finish"] when the judge wants the candidate dead now (timeout, flood, ...)
   S -> judge: ["exited", wait_status, cpu_s, maxrss_kb] + ["done"], once the candidate exited
               (after the judge's "bye") or was killed, and every process it started is gone.
@@ -493,7 +494,7 @@ def prepare(st: State) -> None:
         # a capability back.
         kernel.drop_bounding_set()
         kernel.lock_securebits()
-    st.idle_priority = bool(st.cfg.get("idle_priority")) and _pidfd_works()
+    st.idle_priority = bool(st.cfg.get("idle_priority"))  # the judge checked pidfds work here
     if rank(st.level) >= rank("seccomp"):
         protected = (os.getpid(), os.getppid(), int(st.cfg.get("judge_pid", 0)))
         st.seccomp, st.pgid_index = kernel.seccomp_program(
@@ -974,14 +975,6 @@ def watch(st: State, ctl: Control, pid: int) -> bool:
     if alive:
         ctl.sock.sendall(wire.dumps(["exited", *exited]) + wire.dumps(["done"]))  # type: ignore[misc]
     return alive
-
-
-def _pidfd_works() -> bool:
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-        return True
-    except (AttributeError, OSError):
-        return False
 
 
 def reap(pid: int, block: bool) -> tuple[int, float, int] | None:

@@ -122,10 +122,7 @@ class Judge:
     @property
     def report(self) -> IsolationReport:
         assert self._server is not None
-        info = self._server.info
-        return IsolationReport(level=info["level"], features={**info["features"], "proc": info["has_proc"],
-                                         "idle_priority": info.get("idle_priority", False)},
-                               missing=dict(info.get("missing", {})))
+        return _isolation_report(self._server.info)
 
     def close(self) -> None:
         with self._lock:
@@ -432,15 +429,19 @@ def judge_one(problem: Problem, code: str, limits: Limits | None = None, **judge
         return j.judge(problem, code)
 
 
+def _isolation_report(info: dict[str, Any]) -> IsolationReport:
+    """A fork server's hello as an IsolationReport."""
+    return IsolationReport(level=info["level"], features={**info["features"], "proc": info["has_proc"],
+                                                          "idle_priority": info.get("idle_priority", False)},
+                           missing=dict(info.get("missing", {})))
+
+
 @functools.lru_cache(maxsize=1)
 def detect_isolation() -> IsolationReport:
     """What this machine allows, found by starting a fork server at the best level (cached)."""
     server = ForkServer("best", {"judge_pid": os.getpid(), "allow_packages": [], "preload": [],
                                  "selftest_limits": _rcfg(Limits()), "idle_priority": cpu_wait.measurable()})
     try:
-        info = server.info
-        return IsolationReport(level=info["level"], features={**info["features"], "proc": info["has_proc"],
-                                         "idle_priority": info.get("idle_priority", False)},
-                               missing=dict(info.get("missing", {})))
+        return _isolation_report(server.info)
     finally:
         server.close()

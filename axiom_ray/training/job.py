@@ -24,6 +24,7 @@ import pyarrow.fs
 import ray
 import ray.train
 
+from axiom_ray.cluster_check import alive_node_cpus, alive_node_resources
 from axiom_ray.config import ConfigError, TrainingConfig
 from axiom_ray.models import parameter_count, resolve_model
 from axiom_ray.storage import filesystem
@@ -125,12 +126,13 @@ def _gpu_memory_bytes() -> float:
     return float(torch.cuda.get_device_properties(0).total_memory)
 
 
-def check_training_memory(cfg: TrainingConfig, model_path: str, *, use_gpu: bool,
-                          gpus_per_worker: float) -> None:
+def check_training_memory(cfg: TrainingConfig, model_path: str, nodes: list[dict[str, Any]], *,
+                          use_gpu: bool, gpus_per_worker: float) -> None:
     """Raise ConfigError when the base model's frozen weights alone cannot fit the memory the
     train workers get (training/stack.memory_problem): on GPU the device's memory, asked of a
-    GPU with the train worker's share; on CPU each node's memory Ray schedules. A hub id, whose
-    size is unknown until it is downloaded, is not checked."""
+    GPU with the train worker's share; on CPU the memory Ray schedules on each node of `nodes`
+    (`ray.nodes()`) that has CPUs for a worker. A hub id, whose size is unknown until it is
+    downloaded, is not checked."""
     params = parameter_count(model_path)
     if params is None:
         return
@@ -144,9 +146,8 @@ def check_training_memory(cfg: TrainingConfig, model_path: str, *, use_gpu: bool
                            GPU_PROBE_TIMEOUT_S)
             return
     else:
-        nodes = [n["Resources"].get("memory", 0.0) for n in ray.nodes()
-                 if n["Alive"] and n["Resources"].get("CPU", 0.0) > 0]
-        problem = memory_problem(cfg, params, False, node_bytes=nodes)
+        memory = zip(alive_node_resources(nodes, "memory"), alive_node_cpus(nodes), strict=True)
+        problem = memory_problem(cfg, params, False, node_bytes=[m for m, cpus in memory if cpus > 0])
     if problem:
         raise ConfigError(problem)
 
