@@ -70,9 +70,20 @@ def wait_for(what: str, predicate: Any, thread: threading.Thread, timeout_s: flo
     return value
 
 
+def alive_nodes_without(node_id: str, timeout_s: float = 120) -> list[str]:
+    """The alive nodes once `node_id` is no longer among them (or as they are at the timeout)."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        nodes = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+        if node_id not in nodes or time.monotonic() > deadline:
+            return nodes
+        time.sleep(0.5)
+
+
 def run(args: argparse.Namespace, cluster: Any, result: dict[str, Any]) -> None:
     import pyarrow.parquet as pq
-    import ray
     from fault_driver import use_scripted_generators
 
     from axiom_ray.generation.pool import wait_ready
@@ -110,7 +121,9 @@ def run(args: argparse.Namespace, cluster: Any, result: dict[str, Any]) -> None:
         # node is gone fails at once (ActorUnavailableError), and is asked again until it is back.
         result["generator_after"] = wait_ready(loop.pool.actors[0])
         result["generator_node_after"] = [a.node_id for a in alive("ScriptedGenerator")]
-        result["alive_nodes"] = [n["NodeID"] for n in ray.nodes() if n["Alive"]]
+        # The pass can finish before the GCS marks the node dead: a killed raylet takes its
+        # workers with it at once, but its node is declared dead only after missed health checks.
+        result["alive_nodes"] = alive_nodes_without(gen.node_id)
     finally:
         loop.close()
     rows = pq.read_table(Path(args.storage, "iter_0", "samples")).to_pylist()
