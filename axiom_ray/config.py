@@ -76,6 +76,10 @@ class VerifierConfig:
     workers: int = 0  # verifier actors (kept for the whole run); 0: sized from the cluster's CPUs
     min_isolation: str = "landlock"  # refuse to start below this level (rlimits < seccomp < landlock < namespaces)
     batch_size: int = 8  # candidates per verifier call at most (one Parquet file each)
+    # Candidates each verifier judges at once, each in its own Judge (fork server; candidates
+    # never share a process). 0: the CPUs the sampling phase leaves each verifier (the
+    # trainer's are idle then), at most its node's cores (placement.make_plan).
+    concurrency: int = 0
     # Candidates take only the CPU others leave idle (SCHED_IDLE, lowest-weight session), with
     # the wall-clock backstop not counting their wait for a CPU: same limits, same verdicts.
     # false: they compete with the generators at normal priority.
@@ -86,6 +90,7 @@ class VerifierConfig:
         _require(self.memory_mb >= 64, "verifier.memory_mb", "must be >= 64")
         _require(self.workers >= 0, "verifier.workers", "must be >= 0")
         _require(self.batch_size >= 1, "verifier.batch_size", "must be >= 1")
+        _require(self.concurrency >= 0, "verifier.concurrency", "must be >= 0")
         _require(self.min_isolation in LEVELS, "verifier.min_isolation", ", ".join(LEVELS))
 
 

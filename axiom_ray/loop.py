@@ -162,7 +162,7 @@ class Loop:
                 run_id=run.run_id, iteration=k, kind=kind, attempt=attempt, n=n, temperature=temperature,
                 top_p=cfg.generation.top_p, max_tokens=cfg.generation.max_tokens, seed=cfg.seed,
                 adapter=pool.adapter, adapter_version=pool.version, adapter_uri=pool.adapter_uri)
-            run_pass(generators=pool.actors, verifiers=self.verifiers.actors, prompts=todo, spec=spec,
+            run_pass(generators=pool.actors, verifiers=self.verifiers, prompts=todo, spec=spec,
                      verify_problems=verify_problems, generate_batch_size=cfg.generation.batch_size,
                      verifier_batch_size=cfg.verifier.batch_size, out_uri=run.uri(tmp))
             summary = summarize(read_rows(run.uri(tmp), SUMMARY_COLUMNS)).timed(time.perf_counter() - t0)
@@ -281,9 +281,7 @@ class Loop:
                  time.perf_counter() - t0)
 
     def new_verifiers(self) -> VerifierPool:
-        plan = self.plan
-        return start_verifiers(self.cfg.verifier, plan.verifier_workers, plan.verifier_cpus, self.run.run_id,
-                               start=self.verifiers.starts)
+        return start_verifiers(self.cfg.verifier, self.plan, self.run.run_id, start=self.verifiers.starts)
 
     def release_verifiers(self) -> bool:
         """Stop the verifiers for training where the plan has no room for them beside the

@@ -5,9 +5,12 @@
   (`GeneratorActor.generate_stream`): the engine batches them continuously and hands back each
   prompt's candidates the moment they are finished, while it decodes the rest;
 - candidates go to the verifier pool (verifier.VerifyStage, started once per run with warm fork
-  servers) in blocks of up to `verifier.batch_size` as they arrive: a block is sent at once to an
-  idle verifier, and each verifier has up to QUEUE_PER_VERIFIER blocks in flight, so judges never
-  wait for the end of generation and generation never waits for a judge;
+  servers, each judging `verifier.concurrency` candidates at once) in blocks of up to
+  `verifier.batch_size` as they arrive: a block is sent at once where a judge is free, and
+  while generating one more waits behind a verifier's judges, so judges never wait for the end
+  of generation and generation never waits for a judge. Once the last candidate is in, what is
+  left goes out in smaller blocks, a share per judge (VerifierQueue), so a pass's slow last
+  candidates spread over every judge;
 - each verifier writes its block's rows, with their verdicts, as one Parquet file, so nothing
   holds a whole pass in one process.
 The driver logs one progress line per pass every PROGRESS_LOG_S (generated, judged, passed,
@@ -30,6 +33,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,6 +45,7 @@ import ray.data
 from ray.data.expressions import col
 
 from axiom_ray import metrics
+from axiom_ray.generation.engines import Sampling
 from axiom_ray.generation.pool import (
     ACTOR_ERRORS,
     GENERATOR_CALL_ATTEMPTS,
@@ -55,13 +60,10 @@ from axiom_ray.samples import (
     sample_id,
     select_training_rows,
 )
-from axiom_ray.verifier import PassProblems
+from axiom_ray.verifier import PassProblems, VerifierPool
 
 log = logging.getLogger(__name__)
 
-# Blocks in flight per verifier: one being judged and one queued behind it, so a verifier never
-# idles between blocks while the driver routes the next.
-QUEUE_PER_VERIFIER = 2
 PROGRESS_LOG_S = 15.0  # a pass's progress line in the job log, this often (and once at its end)
 GAUGES_S = 2.0  # its dashboard gauges, this often
 
@@ -82,6 +84,11 @@ class PassSpec:
     adapter: str | None  # run-relative path of the adapter serving this pass; None for the base
     adapter_uri: str | None = None  # where a restarted generator reloads that adapter from
     adapter_version: int = 0  # its LoRA int id (the iteration that trained it)
+
+    def sampling(self) -> Sampling:
+        """What the generators are asked for: this pass's sampling, with its own seed."""
+        return Sampling(n=self.n, temperature=self.temperature, top_p=self.top_p, max_tokens=self.max_tokens,
+                        seed=pass_seed(self))
 
 
 def pass_seed(spec: PassSpec) -> int:
@@ -144,10 +151,7 @@ class ReplicaStream:
         self.stream = self._submit()
 
     def _submit(self) -> Any:
-        spec = self.spec
-        return self.actor.generate_stream.options(num_returns="streaming").remote(
-            self.requests, n=spec.n, temperature=spec.temperature, top_p=spec.top_p,
-            max_tokens=spec.max_tokens, seed=pass_seed(spec))
+        return self.actor.generate_stream.options(num_returns="streaming").remote(self.requests, self.spec.sampling())
 
     def take(self) -> list[Candidate] | None:
         """The candidates its stream holds next (call when ray.wait says it is ready): new
@@ -222,15 +226,22 @@ class PassProgress:
 
 
 class VerifierQueue:
-    """Blocks of rows to the verifier actors: at once to an idle one, else in full blocks, at
-    most QUEUE_PER_VERIFIER in flight each; each block one Parquet file under `out_uri`."""
+    """Blocks of rows to the verifier actors, each block one Parquet file under `out_uri`.
 
-    def __init__(self, verifiers: list[Any], problems: PassProblems, batch_size: int, out_uri: str,
+    A verifier with `judges` Judges (verifier.concurrency; its calls share them) gets a block
+    whenever a Judge is free; while the generators still produce, also one block queued behind
+    its Judges (so none idles while the driver routes the next), and partial blocks only where a
+    Judge would otherwise idle. After the last candidate is in, blocks go only to free Judges and
+    shrink to a share of what is left per Judge (guided scheduling), so slow candidates at the
+    end of a pass do not queue behind each other while another Judge has nothing to do."""
+
+    def __init__(self, verifiers: VerifierPool, problems: PassProblems, batch_size: int, out_uri: str,
                  prefix: str) -> None:
-        self.verifiers, self.problems, self.batch_size = verifiers, problems, batch_size
+        self.verifiers, self.problems, self.batch_size = verifiers.actors, problems, batch_size
+        self.judges = verifiers.concurrency or [1] * len(self.verifiers)
         self.out_uri, self.prefix = out_uri.rstrip("/"), prefix
         self.pending: list[dict[str, Any]] = []
-        self.load = [0] * len(verifiers)
+        self.load = [0] * len(self.verifiers)
         self.inflight: dict[Any, int] = {}  # ref -> verifier index
         self.sent = 0
 
@@ -238,14 +249,20 @@ class VerifierQueue:
         self.pending.extend(rows)
 
     def dispatch(self, generating: bool) -> None:
-        """Send what can go now: full blocks to any verifier with room; a partial block only to
-        an idle verifier, or to any with room once generation is over."""
+        """Send what can go now (see the class doc)."""
         while self.pending:
-            i = min(range(len(self.verifiers)), key=lambda j: self.load[j])
-            full = len(self.pending) >= self.batch_size
-            if self.load[i] >= QUEUE_PER_VERIFIER or not (full or self.load[i] == 0 or not generating):
-                return
-            block, self.pending = self.pending[: self.batch_size], self.pending[self.batch_size:]
+            i = min(range(len(self.verifiers)), key=lambda j: self.load[j] / self.judges[j])
+            judge_free = self.load[i] < self.judges[i]
+            if generating:
+                full = len(self.pending) >= self.batch_size
+                if self.load[i] > self.judges[i] or not (full or judge_free):
+                    return
+                size = self.batch_size
+            else:
+                if not judge_free:
+                    return
+                size = min(self.batch_size, math.ceil(len(self.pending) / sum(self.judges)))
+            block, self.pending = self.pending[:size], self.pending[size:]
             uri = f"{self.out_uri}/{self.prefix}-{self.sent:05d}.parquet"
             ref = self.verifiers[i].judge_block.remote(_columns(block), self.problems, uri)
             self.inflight[ref] = i
@@ -260,7 +277,7 @@ class VerifierQueue:
 def run_pass(
     *,
     generators: list[Any],
-    verifiers: list[Any],
+    verifiers: VerifierPool,
     prompts: dict[str, str],
     spec: PassSpec,
     verify_problems: dict[str, dict[str, Any]],

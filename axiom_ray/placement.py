@@ -25,6 +25,7 @@ class Plan:
     gen_num_cpus: float
     verifier_workers: int
     verifier_cpus: float  # per verifier (1, or a share where fewer CPUs are left beside the generators)
+    verifier_concurrency: int  # candidates each verifier judges at once (capped by its node's cores)
     # The verifiers do not fit beside the trainer as well: the loop stops them while it trains
     # and starts them again after (otherwise they live for the whole run).
     release_verifiers_to_train: bool
@@ -39,7 +40,8 @@ class Plan:
         train = (f"{self.train_workers} train worker(s) x "
                  f"{self.train_gpus_per_worker:g} GPU / {self.train_cpus_per_worker:g} CPU")
         mode = ", colocated on the GPUs (take turns)" if self.colocated else ""
-        verifiers = f"{self.verifier_workers} verifier(s) x {self.verifier_cpus:g} CPU"
+        verifiers = (f"{self.verifier_workers} verifier(s) x {self.verifier_cpus:g} CPU, "
+                     f"up to {self.verifier_concurrency} candidate(s) at once each")
         if self.release_verifiers_to_train:
             verifiers += " (stopped while training: they do not fit beside the trainer)"
         return f"{gen}; {verifiers}; {train}{mode}"
@@ -75,6 +77,7 @@ def make_plan(cfg: RunConfig, resources: dict[str, float], node_cpus: Sequence[f
     plan = Plan(
         replicas=g.replicas, gen_num_gpus=gen_gpus, gen_num_cpus=g.num_cpus,
         verifier_workers=workers, verifier_cpus=verifier_cpus(cpu_left, workers),
+        verifier_concurrency=cfg.verifier.concurrency or verifier_concurrency(cpu_left, workers),
         release_verifiers_to_train=workers > beside_trainer,
         train_workers=t.num_workers, train_use_gpu=train_use_gpu,
         train_gpus_per_worker=train_gpus, train_cpus_per_worker=t.cpus_per_worker,
@@ -118,6 +121,14 @@ def verifier_cpus(free: float, workers: int) -> float:
     """CPUs each verifier asks for: one, or an equal share of `free` where that is less,
     rounded down to hundredths; 0 when nothing is left."""
     return max(0.0, math.floor(min(1.0, free / workers) * 100) / 100)
+
+
+def verifier_concurrency(free: float, workers: int) -> int:
+    """Candidates each verifier judges at once by default: the CPUs left beside the generators,
+    shared out. While sampling, the trainer's CPUs are idle: a verifier that judged one candidate
+    at a time would leave them idle too, and a pass's last candidates (often ones that loop to
+    their CPU limit) would queue behind each other on one core."""
+    return max(1, int(free / max(1, workers) + 1e-9))
 
 
 def check_fits(plan: Plan, resources: dict[str, float]) -> None:

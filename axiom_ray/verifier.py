@@ -18,8 +18,11 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import queue
+import threading
 from collections import Counter
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +31,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from axiom_ray.config import VerifierConfig
+from axiom_ray.placement import Plan
 from axiom_ray.problems import Problem
 from axiom_ray.samples import COLUMN_TYPES, VERDICT_COLUMNS, sample_schema, verdict_columns
 from axiom_ray.sandbox import Judge, Limits, Verdict
@@ -51,14 +55,29 @@ def make_judge(cfg: VerifierConfig) -> Judge:
 
 
 class VerifyBatch:
-    """Ray Data callable class: verdict columns for a batch of (problem_id, code)."""
+    """Ray Data callable class: verdict columns for a batch of (problem_id, code).
 
-    def __init__(self, problems: Mapping[str, Problem | Mapping[str, Any]], cfg: VerifierConfig) -> None:
+    `concurrency` Judges (each its own fork server, so candidates never share a process) judge
+    up to that many candidates at once, also across calls made from several threads (a threaded
+    actor): a candidate takes whichever Judge is free."""
+
+    def __init__(self, problems: Mapping[str, Problem | Mapping[str, Any]], cfg: VerifierConfig,
+                 concurrency: int = 1) -> None:
         self._problems = {pid: as_problem(p) for pid, p in problems.items()}
-        self._judge = make_judge(cfg)
+        self._judges = [make_judge(cfg) for _ in range(max(1, concurrency))]
+        self._judge = self._judges[0]  # its isolation level is every Judge's (same config, same host)
+        self._free: queue.SimpleQueue[Judge] = queue.SimpleQueue()
+        for judge in self._judges:
+            self._free.put(judge)
+        self._threads = ThreadPoolExecutor(len(self._judges), thread_name_prefix="judge")
+
+    @property
+    def concurrency(self) -> int:
+        return len(self._judges)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        rows = [self._one(str(pid), code) for pid, code in zip(batch["problem_id"], batch["code"], strict=True)]
+        pairs = list(zip(batch["problem_id"], batch["code"], strict=True))
+        rows = list(self._threads.map(lambda pair: self._one(str(pair[0]), pair[1]), pairs))
         out = dict(batch)
         for name in VERDICT_COLUMNS:
             out[name] = np.array([r[name] for r in rows], dtype=_NUMPY_TYPES[COLUMN_TYPES[name]])
@@ -69,12 +88,18 @@ class VerifyBatch:
         if problem is None:
             return verdict_columns(Verdict(False, "error", 0, 0, 0.0, self._judge.level,
                                        f"unknown problem id {problem_id!r}"))
-        return verdict_columns(self._judge.judge(problem, str(code) if isinstance(code, str) else code))
+        judge = self._free.get()
+        try:
+            return verdict_columns(judge.judge(problem, str(code) if isinstance(code, str) else code))
+        finally:
+            self._free.put(judge)
 
     def __del__(self) -> None:
-        judge = getattr(self, "_judge", None)
-        if judge is not None:
+        for judge in getattr(self, "_judges", []):
             judge.close()
+        threads = getattr(self, "_threads", None)
+        if threads is not None:
+            threads.shutdown(wait=False)
 
 
 
@@ -104,12 +129,14 @@ class VerifyStage(VerifyBatch):
     after a restart (the pool starts these actors with max_task_retries=-1): no row is lost or
     doubled."""
 
-    def __init__(self, cfg: VerifierConfig) -> None:
-        super().__init__({}, cfg)
+    def __init__(self, cfg: VerifierConfig, concurrency: int = 1) -> None:
+        # At most one candidate per core of this node: more would only share the cores.
+        super().__init__({}, cfg, min(concurrency, len(os.sched_getaffinity(0))))
         self._problems_key = ""
+        self._problems_lock = threading.Lock()
 
     def ready(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "isolation": self._judge.level}
+        return {"pid": os.getpid(), "isolation": self._judge.level, "concurrency": self.concurrency}
 
     def judge_block(self, rows: dict[str, list[Any]], problems: PassProblems, uri: str) -> dict[str, Any]:
         """Judge the generation rows (columns of the sample row without the verdict), write them
@@ -123,11 +150,12 @@ class VerifyStage(VerifyBatch):
                 "tokens": int(sum(rows["num_tokens"])), "status": dict(Counter(str(x) for x in out["status"]))}
 
     def _use(self, problems: PassProblems) -> None:
-        if problems.key != self._problems_key:
-            import ray  # lazy: this module imports without Ray (see the module doc)
+        with self._problems_lock:  # blocks of one pass may arrive together (a threaded actor)
+            if problems.key != self._problems_key:
+                import ray  # lazy: this module imports without Ray (see the module doc)
 
-            self._problems = {pid: as_problem(p) for pid, p in ray.get(problems.ref).items()}
-            self._problems_key = problems.key
+                self._problems = {pid: as_problem(p) for pid, p in ray.get(problems.ref).items()}
+                self._problems_key = problems.key
 
 
 def write_parquet(table: pa.Table, uri: str) -> None:
@@ -148,11 +176,14 @@ class VerifierPool:
 
     actors: list[Any] = field(default_factory=list)
     starts: int = 0  # how many times the run started its verifiers (1 unless released to train)
+    concurrency: list[int] = field(default_factory=list)  # candidates each judges at once (wait_ready)
 
     def wait_ready(self) -> list[dict[str, Any]]:
         import ray
 
-        return ray.get([a.ready.remote() for a in self.actors])
+        ready = ray.get([a.ready.remote() for a in self.actors])
+        self.concurrency = [r["concurrency"] for r in ready]
+        return ready
 
     def close(self) -> None:
         import ray
@@ -162,21 +193,24 @@ class VerifierPool:
         self.actors = []
 
 
-def verifier_options(num_cpus: float, run_id: str, i: int, start: int = 0) -> dict[str, Any]:
+def verifier_options(num_cpus: float, run_id: str, i: int, start: int = 0, concurrency: int = 1) -> dict[str, Any]:
     """Ray options of verifier i: named for the dashboard (`start` > 0: the pool's start after a
     release, under a fresh name, as a killed actor's name is freed asynchronously); restarted and
-    its call retried by Ray when it dies (a call is a pure function of its rows, see VerifyStage)."""
+    its call retried by Ray when it dies (a call is a pure function of its rows, see VerifyStage);
+    `concurrency` calls at a time (its Judges are shared by them)."""
     name = f"axiom-verifier-{run_id}-{i}" + (f"-s{start}" if start else "")
     return {"name": name, "num_cpus": num_cpus, "max_restarts": -1,
-            "max_task_retries": -1}
+            "max_task_retries": -1, "max_concurrency": max(1, concurrency)}
 
 
-def start_verifiers(cfg: VerifierConfig, workers: int, num_cpus: float, run_id: str, start: int = 0) -> VerifierPool:
-    """`workers` verifier actors of `num_cpus` CPUs each (placement.Plan sizes both so that
-    they fit beside the generators and the trainer), not waited for: their fork servers start
-    while the generators load (VerifierPool.wait_ready)."""
+def start_verifiers(cfg: VerifierConfig, plan: Plan, run_id: str, start: int = 0) -> VerifierPool:
+    """The plan's verifier actors (placement.Plan sizes them so that they fit beside the
+    generators and the trainer), not waited for: their fork servers start while the generators
+    load (VerifierPool.wait_ready)."""
     import ray
 
     remote = ray.remote(VerifyStage)
-    return VerifierPool([remote.options(**verifier_options(num_cpus, run_id, i, start)).remote(cfg)
-                         for i in range(max(1, workers))], starts=start + 1)
+    concurrency = plan.verifier_concurrency
+    options = [verifier_options(plan.verifier_cpus, run_id, i, start, concurrency)
+               for i in range(max(1, plan.verifier_workers))]
+    return VerifierPool([remote.options(**o).remote(cfg, concurrency) for o in options], starts=start + 1)

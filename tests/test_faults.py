@@ -38,6 +38,7 @@ from fault_driver import slow_solutions, start_scripted_generators, write_verifi
 from tiny_model import tiny_assets
 
 from axiom_ray.config import build_config
+from axiom_ray.generation.engines import Sampling
 from axiom_ray.loop import Loop, prepare
 from axiom_ray.rundir import RunDir
 
@@ -239,8 +240,8 @@ def test_a_train_worker_killed_resumes_from_its_checkpoint(ray_cluster, tiny, tm
         metrics = thread.finish().metrics
         loop.phase(1, "redeploy", lambda: loop.redeploy(1))
         served = ray.get(loop.pool.actors[0].generate.remote(
-            [{"problem_id": "two_sum", "prompt": "def two_sum", "entry_point": "two_sum"}], n=1,
-            temperature=0.7, top_p=0.95, max_tokens=4, seed=0))
+            [{"problem_id": "two_sum", "prompt": "def two_sum", "entry_point": "two_sum"}],
+            Sampling(n=1, temperature=0.7, top_p=0.95, max_tokens=4, seed=0)))
     finally:
         loop.close()
 

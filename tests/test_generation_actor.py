@@ -11,6 +11,7 @@ from tiny_model import tiny_assets
 
 from axiom_ray.config import GenerationConfig
 from axiom_ray.generation.actor import GeneratorActor
+from axiom_ray.generation.engines import Sampling
 
 CFG = GenerationConfig(max_model_len=1024, kv_cache_gb=1, batch_size=4)
 PROBLEMS = [
@@ -57,7 +58,7 @@ def requests_for(ray: Any, actor: Any) -> list[dict[str, Any]]:
 
 
 def greedy(ray: Any, actor: Any, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return ray.get(actor.generate.remote(requests, 1, 0.0, 1.0, 10, 0))
+    return ray.get(actor.generate.remote(requests, Sampling(1, 0.0, 1.0, 10, 0)))
 
 
 def test_ready_reports_the_engine(ray_cluster: Any, actor: Any, assets: dict[str, str]) -> None:
@@ -76,7 +77,7 @@ def test_render_prompts_uses_the_chat_template(ray_cluster: Any, actor: Any) -> 
 def test_generate_returns_candidate_rows(ray_cluster: Any, actor: Any) -> None:
     requests = requests_for(ray_cluster, actor)
     before = ray_cluster.get(actor.stats.remote())
-    rows = ray_cluster.get(actor.generate.remote(requests, 3, 1.0, 0.95, 8, 123))
+    rows = ray_cluster.get(actor.generate.remote(requests, Sampling(3, 1.0, 0.95, 8, 123)))
     assert len(rows) == 6
     assert [(r["problem_id"], r["index"]) for r in rows] == [
         ("add", 0),
@@ -96,9 +97,9 @@ def test_generate_returns_candidate_rows(ray_cluster: Any, actor: Any) -> None:
     )
     assert after["candidates_generated"] - before["candidates_generated"] == 6
     # The same call seed reproduces; a problem's samples do not depend on its batch.
-    again = ray_cluster.get(actor.generate.remote(requests, 3, 1.0, 0.95, 8, 123))
+    again = ray_cluster.get(actor.generate.remote(requests, Sampling(3, 1.0, 0.95, 8, 123)))
     assert [r["completion"] for r in again] == [r["completion"] for r in rows]
-    assert ray_cluster.get(actor.generate.remote([], 3, 1.0, 0.95, 8, 123)) == []
+    assert ray_cluster.get(actor.generate.remote([], Sampling(3, 1.0, 0.95, 8, 123))) == []
 
 
 def test_adapter_loads_live_without_restart(
@@ -145,8 +146,8 @@ def test_replicas_with_different_seeds_differ(
     other = start(ray_cluster, assets, "transformers", seed=1)
     try:
         requests = requests_for(ray_cluster, actor)
-        mine = ray_cluster.get(actor.generate.remote(requests, 2, 1.0, 1.0, 6, 5))
-        theirs = ray_cluster.get(other.generate.remote(requests, 2, 1.0, 1.0, 6, 5))
+        mine = ray_cluster.get(actor.generate.remote(requests, Sampling(2, 1.0, 1.0, 6, 5)))
+        theirs = ray_cluster.get(other.generate.remote(requests, Sampling(2, 1.0, 1.0, 6, 5)))
         assert [r["completion"] for r in mine] != [r["completion"] for r in theirs]
     finally:
         ray_cluster.kill(other)
@@ -170,7 +171,7 @@ def test_vllm_engine_runs_inside_a_ray_actor(ray_cluster: Any, assets: dict[str,
         assert info["engine"] == "vllm" and info["device"] == "cpu"
         requests = requests_for(ray_cluster, handle)
         base = greedy(ray_cluster, handle, requests)
-        rows = ray_cluster.get(handle.generate.remote(requests, 4, 1.0, 0.95, 8, 1))
+        rows = ray_cluster.get(handle.generate.remote(requests, Sampling(4, 1.0, 0.95, 8, 1)))
         assert len(rows) == 8 and all(set(r) == KEYS for r in rows)
         ray_cluster.get(handle.load_adapter.remote(assets["adapter1"], 1))
         tuned = greedy(ray_cluster, handle, requests)

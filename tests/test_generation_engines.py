@@ -16,6 +16,7 @@ from axiom_ray.generation.engines import (
     CODE_END,
     Completion,
     Engine,
+    Sampling,
     cut_at_code_end,
     derive_seed,
     make_engine,
@@ -63,12 +64,12 @@ def prompts(engine: Engine) -> list[str]:
 
 
 def greedy(engine: Engine, prompts: list[str], max_tokens: int = 12) -> list[str]:
-    rows = engine.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=max_tokens, seed=0)
+    rows = engine.generate(prompts, Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=max_tokens, seed=0))
     return [row[0].text for row in rows]
 
 
 def test_generate_shapes_and_token_counts(engine: Engine, prompts: list[str]) -> None:
-    rows = engine.generate(prompts, n=4, temperature=1.0, top_p=0.95, max_tokens=10, seed=1)
+    rows = engine.generate(prompts, Sampling(n=4, temperature=1.0, top_p=0.95, max_tokens=10, seed=1))
     assert len(rows) == len(prompts)
     for row in rows:
         assert len(row) == 4
@@ -83,9 +84,7 @@ def test_generate_shapes_and_token_counts(engine: Engine, prompts: list[str]) ->
 
 def test_sampling_is_seeded_per_prompt(engine: Engine, prompts: list[str]) -> None:
     def texts(seed: int, seeds: list[int] | None = None) -> list[list[str]]:
-        rows = engine.generate(
-            prompts, n=2, temperature=1.0, top_p=1.0, max_tokens=6, seed=seed, seeds=seeds
-        )
+        rows = engine.generate(prompts, Sampling(n=2, temperature=1.0, top_p=1.0, max_tokens=6, seed=seed), seeds)
         return [[c.text for c in row] for row in rows]
 
     assert texts(7) == texts(7)
@@ -95,7 +94,7 @@ def test_sampling_is_seeded_per_prompt(engine: Engine, prompts: list[str]) -> No
 
 
 def test_greedy_copies_n_times(engine: Engine, prompts: list[str]) -> None:
-    rows = engine.generate(prompts[:1], n=3, temperature=0.0, top_p=1.0, max_tokens=8, seed=0)
+    rows = engine.generate(prompts[:1], Sampling(n=3, temperature=0.0, top_p=1.0, max_tokens=8, seed=0))
     assert len(rows[0]) == 3 and len({c.text for c in rows[0]}) == 1
 
 
@@ -227,7 +226,7 @@ def test_default_model_writes_a_python_function_and_stops_after_it(kind: str) ->
         eng = make_engine(kind, resolve_model("default"), seed=0, cfg=cfg)
         try:
             prompt = render_prompt(eng.tokenizer, TWO_SUM)
-            [[replies[stop]]] = eng.generate([prompt], n=1, temperature=0.0, top_p=1.0, max_tokens=256, seed=0)
+            [[replies[stop]]] = eng.generate([prompt], Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=256, seed=0))
         finally:
             eng.close()
     cut, full = replies[True], replies[False]
@@ -252,8 +251,8 @@ def test_stream_gives_each_prompt_once_with_generates_completions(
         if not hasattr(engine, "window"):
             pytest.skip("only vLLM keeps a window of prompts in the engine")
         monkeypatch.setattr(engine, "window", window)
-    args = {"n": 2, "temperature": 1.0, "top_p": 0.95, "max_tokens": 10, "seed": 3}
-    got = list(engine.generate_stream(prompts, **args))
+    sampling = Sampling(n=2, temperature=1.0, top_p=0.95, max_tokens=10, seed=3)
+    got = list(engine.generate_stream(prompts, sampling))
     assert sorted(i for i, _ in got) == list(range(len(prompts)))
-    want = engine.generate(prompts, **args)
+    want = engine.generate(prompts, sampling)
     assert {i: [c.text for c in row] for i, row in got} == {i: [c.text for c in row] for i, row in enumerate(want)}

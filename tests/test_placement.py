@@ -65,3 +65,13 @@ def test_enough_gpus_no_colocation():
 def test_plan_that_cannot_fit_says_what_is_missing(resources, overrides, missing):
     with pytest.raises(PlanError, match=missing):
         make_plan(build_config(overrides=overrides), resources)
+
+
+def test_verifiers_judge_with_the_cpus_the_sampling_phase_leaves_them():
+    # 4 CPUs, the generator takes 1: while sampling, the 3 left (the trainer's 2 are idle then)
+    # are the one verifier's; the actor caps it at its node's cores.
+    plan = make_plan(build_config(), {"CPU": 4})
+    assert plan.verifier_concurrency == 3 and "up to 3 candidate(s) at once" in plan.describe()
+    assert make_plan(build_config(overrides=["verifier.workers=3"]), {"CPU": 4}).verifier_concurrency == 1
+    assert make_plan(build_config(overrides=["verifier.concurrency=1"]), {"CPU": 4}).verifier_concurrency == 1
+    assert make_plan(build_config(overrides=["verifier.concurrency=5"]), {"CPU": 4}).verifier_concurrency == 5

@@ -351,7 +351,7 @@ def reference_greedy(model_dir: str, adapter: str, prompts: list[str], max_token
 
 def engine_greedy(kind: str, train, names: tuple[str, ...], prompts: list[str], max_tokens: int) -> dict:
     from axiom_ray.config import GenerationConfig
-    from axiom_ray.generation.engines import make_engine
+    from axiom_ray.generation.engines import Sampling, make_engine
 
     cfg = GenerationConfig(max_model_len=1024, kv_cache_gb=1, batch_size=1, stop_at_code_end=False)
     engine = make_engine(kind, train.model, seed=0, cfg=cfg, max_lora_rank=BASE.lora_r)
@@ -359,7 +359,7 @@ def engine_greedy(kind: str, train, names: tuple[str, ...], prompts: list[str], 
         out = {}
         for k, name in enumerate(names, start=1):
             engine.load_adapter(train(name, None).adapter_dir, k)
-            rows = engine.generate(prompts, n=1, temperature=0.0, top_p=1.0, max_tokens=max_tokens, seed=0)
+            rows = engine.generate(prompts, Sampling(n=1, temperature=0.0, top_p=1.0, max_tokens=max_tokens, seed=0))
             out[name] = [row[0].text for row in rows]
         return out
     finally:

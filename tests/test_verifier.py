@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import replace
 
 import numpy as np
@@ -49,6 +50,27 @@ def _check_columns(out: dict) -> None:
 def test_verify_batch_adds_verdict_columns_from_problem_dicts_or_objects():
     vb = VerifyBatch({"add": ADD.to_dict(), "mul": MUL}, CFG)
     _check_columns(vb(_batch()))
+
+
+def test_verify_batch_with_several_judges_keeps_each_verdict_in_its_row():
+    vb = VerifyBatch({"add": ADD.to_dict(), "mul": MUL}, CFG, concurrency=3)
+    assert vb.concurrency == 3
+    _check_columns(vb(_batch()))  # the looping candidate holds one judge; the rest keep their order
+
+
+def test_several_judges_judge_at_once():
+    # Each candidate sleeps 0.6 s per test case (2 cases): one judge needs >= 2.4 s for two of them.
+    sleeper = "import time\ndef add(a, b):\n    time.sleep(0.6)\n    return a + b\n"
+    cfg = replace(CFG, timeout=5)
+    batch = {"problem_id": np.array(["add", "add"], dtype=object), "code": np.array([sleeper] * 2, dtype=object)}
+    seconds = {}
+    for concurrency in (1, 2):
+        vb = VerifyBatch({"add": ADD}, cfg, concurrency=concurrency)
+        started = time.perf_counter()
+        out = vb(batch)
+        seconds[concurrency] = time.perf_counter() - started
+        assert list(out["status"]) == ["passed", "passed"]
+    assert seconds[1] >= 2.4 and seconds[2] < 2.2, seconds
 
 
 def test_bad_limits_fail_loudly():

@@ -17,7 +17,7 @@ from dataclasses import asdict
 from typing import Any
 
 from axiom_ray.config import GenerationConfig
-from axiom_ray.generation.engines import Engine, derive_seed, make_engine, normalize_kind
+from axiom_ray.generation.engines import Engine, Sampling, derive_seed, make_engine, normalize_kind
 from axiom_ray.generation.extract import extract_code
 from axiom_ray.generation.prompts import render_prompt
 from axiom_ray.models import model_display_name, resolve_model
@@ -95,53 +95,30 @@ class GeneratorActor:
         """Chat-template prompts for problem dicts (id, prompt, entry_point), in order."""
         return [render_prompt(self.engine.tokenizer, p) for p in problems]
 
-    def generate(
-        self,
-        requests: list[dict[str, Any]],
-        n: int,
-        temperature: float,
-        top_p: float,
-        max_tokens: int,
-        seed: int,
-    ) -> list[Candidate]:
-        """`n` candidates for each request ({"problem_id", "prompt", optional "entry_point"}),
-        in request order.
+    def generate(self, requests: list[dict[str, Any]], sampling: Sampling) -> list[Candidate]:
+        """`sampling.n` candidates for each request ({"problem_id", "prompt", optional
+        "entry_point"}), in request order.
 
-        Each prompt's sampling seed comes from (this replica's seed, `seed`, problem_id), so a
-        problem's samples do not depend on batching, and replicas with different seeds differ.
+        Each prompt's sampling seed comes from (this replica's seed, `sampling.seed`,
+        problem_id), so a problem's samples do not depend on batching, and replicas with
+        different seeds differ.
         """
-        done = dict(self._stream(requests, n, temperature, top_p, max_tokens, seed))
+        done = dict(self._stream(requests, sampling))
         return [c for i in range(len(requests)) for c in done.get(i, [])]
 
-    def generate_stream(
-        self,
-        requests: list[dict[str, Any]],
-        n: int,
-        temperature: float,
-        top_p: float,
-        max_tokens: int,
-        seed: int,
-    ) -> Iterator[list[Candidate]]:
+    def generate_stream(self, requests: list[dict[str, Any]], sampling: Sampling) -> Iterator[list[Candidate]]:
         """`generate`'s candidates, one request's `n` at a time as the engine finishes it (a
         Ray streaming-generator method: call it with `.options(num_returns="streaming")`), so
         they can be judged while the engine decodes the rest. Same seeds, same candidates."""
-        for _, rows in self._stream(requests, n, temperature, top_p, max_tokens, seed):
+        for _, rows in self._stream(requests, sampling):
             yield rows
 
-    def _stream(
-        self,
-        requests: list[dict[str, Any]],
-        n: int,
-        temperature: float,
-        top_p: float,
-        max_tokens: int,
-        seed: int,
-    ) -> Iterator[tuple[int, list[Candidate]]]:
+    def _stream(self, requests: list[dict[str, Any]], sampling: Sampling) -> Iterator[tuple[int, list[Candidate]]]:
         if not requests:
             return
         prompts = [r["prompt"] for r in requests]
-        seeds = [derive_seed(self.seed, seed, str(r["problem_id"])) for r in requests]
-        stream = self.engine.generate_stream(prompts, n, temperature, top_p, max_tokens, seed, seeds=seeds)
+        seeds = [derive_seed(self.seed, sampling.seed, str(r["problem_id"])) for r in requests]
+        stream = self.engine.generate_stream(prompts, sampling, seeds=seeds)
         while True:
             started = time.perf_counter()
             try:

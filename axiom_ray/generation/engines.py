@@ -42,6 +42,28 @@ class Completion:
     finish_reason: str  # "stop" (end of turn / stop token) | "length" (hit max_tokens) | other
 
 
+@dataclass(frozen=True)
+class Sampling:
+    """How one generate call samples: `n` completions per prompt, `temperature` (0: greedy, and
+    the n are copies of one decode), `top_p`, at most `max_tokens` new tokens each, and the call's
+    `seed` (each prompt's seed derives from it, unless the caller gives the prompts' seeds)."""
+
+    n: int
+    temperature: float
+    top_p: float
+    max_tokens: int
+    seed: int
+
+    @property
+    def greedy(self) -> bool:
+        return self.temperature <= 0
+
+    @property
+    def decodes(self) -> int:
+        """Sequences to decode per prompt: greedy decoding gives n identical copies of one."""
+        return 1 if self.greedy else self.n
+
+
 class Engine(ABC):
     """What the GeneratorActor needs from a backend."""
 
@@ -60,37 +82,22 @@ class Engine(ABC):
         """The Hugging Face tokenizer (for chat templates)."""
 
     def generate(
-        self,
-        prompts: list[str],
-        n: int,
-        temperature: float,
-        top_p: float,
-        max_tokens: int,
-        seed: int,
-        seeds: list[int] | None = None,
+        self, prompts: list[str], sampling: Sampling, seeds: list[int] | None = None
     ) -> list[list[Completion]]:
-        """`n` completions for each prompt, in prompt order: `generate_stream`'s, collected.
-
-        Sampling seeds per prompt are `seeds` when given, else derived from (`seed`, index).
-        """
+        """`sampling.n` completions for each prompt, in prompt order: `generate_stream`'s,
+        collected. Sampling seeds per prompt are `seeds` when given, else derived from
+        (`sampling.seed`, index)."""
         rows: list[list[Completion]] = [[] for _ in prompts]
-        for i, row in self.generate_stream(prompts, n, temperature, top_p, max_tokens, seed, seeds):
+        for i, row in self.generate_stream(prompts, sampling, seeds):
             rows[i] = row
         return rows
 
     @abstractmethod
     def generate_stream(
-        self,
-        prompts: list[str],
-        n: int,
-        temperature: float,
-        top_p: float,
-        max_tokens: int,
-        seed: int,
-        seeds: list[int] | None = None,
+        self, prompts: list[str], sampling: Sampling, seeds: list[int] | None = None
     ) -> Iterator[tuple[int, list[Completion]]]:
-        """(prompt index, its `n` completions) as each prompt finishes, in finishing order, so a
-        caller can act on the first while the engine decodes the rest."""
+        """(prompt index, its `sampling.n` completions) as each prompt finishes, in finishing
+        order, so a caller can act on the first while the engine decodes the rest."""
 
     @abstractmethod
     def load_adapter(self, path: str, iteration: int) -> None:

@@ -18,7 +18,14 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from axiom_ray.config import GenerationConfig
-from axiom_ray.generation.engines import CODE_END, Completion, Engine, cut_at_code_end, prompt_seeds
+from axiom_ray.generation.engines import (
+    CODE_END,
+    Completion,
+    Engine,
+    Sampling,
+    cut_at_code_end,
+    prompt_seeds,
+)
 
 log = logging.getLogger(__name__)
 
@@ -77,26 +84,19 @@ class HFEngine(Engine):
     # --- generation -------------------------------------------------------------------------
 
     def generate_stream(
-        self,
-        prompts: list[str],
-        n: int,
-        temperature: float,
-        top_p: float,
-        max_tokens: int,
-        seed: int,
-        seeds: list[int] | None = None,
+        self, prompts: list[str], sampling: Sampling, seeds: list[int] | None = None
     ) -> Iterator[tuple[int, list[Completion]]]:
         """Chunked batches (the same chunks `generate` decodes), each chunk's prompts yielded as
         soon as it is decoded."""
         self._check_awake()
-        per_prompt = prompt_seeds(seed, len(prompts), seeds)
-        step = self._prompts_per_call(n if temperature > 0 else 1)
+        per_prompt = prompt_seeds(sampling.seed, len(prompts), seeds)
+        step = self._prompts_per_call(sampling.decodes)
         for start in range(0, len(prompts), step):
             chunk = prompts[start : start + step]
             # One generator per batch: transformers samples a batch from one stream, so the
             # first prompt's seed decides the batch (results depend on batch composition).
             torch.manual_seed(per_prompt[start])
-            rows = self._generate_batch(chunk, n, temperature, top_p, max_tokens)
+            rows = self._generate_batch(chunk, sampling)
             yield from enumerate(rows, start)
 
     def _prompts_per_call(self, copies: int) -> int:
@@ -104,32 +104,29 @@ class HFEngine(Engine):
             return self.batch_size
         return max(1, min(self.batch_size, CPU_MAX_ROWS // copies))
 
-    def _generate_batch(
-        self, prompts: list[str], n: int, temperature: float, top_p: float, max_tokens: int
-    ) -> list[list[Completion]]:
+    def _generate_batch(self, prompts: list[str], sampling: Sampling) -> list[list[Completion]]:
         inputs = self._tokenizer(
             prompts, return_tensors="pt", padding=True, add_special_tokens=False
         ).to(self.device)
-        sample = temperature > 0
         # Greedy gives n identical copies: decode once, repeat (transformers refuses
         # num_return_sequences > 1 without sampling or beams).
-        copies = n if sample else 1
-        kwargs: dict[str, Any] = {"do_sample": sample, "num_return_sequences": copies}
-        if sample:
-            kwargs.update(temperature=temperature, top_p=top_p, top_k=0)  # top_k=0: as vLLM
+        copies = sampling.decodes
+        kwargs: dict[str, Any] = {"do_sample": not sampling.greedy, "num_return_sequences": copies}
+        if not sampling.greedy:
+            kwargs.update(temperature=sampling.temperature, top_p=sampling.top_p, top_k=0)  # top_k=0: as vLLM
         if self.stop_at_code_end:  # saves the decoding; the text is cut in _completion
             kwargs.update(stop_strings=[CODE_END], tokenizer=self._tokenizer)
         with torch.inference_mode(), self._adapter_context():
             ids = self.model.generate(
                 **inputs,
-                max_new_tokens=max_tokens,
+                max_new_tokens=sampling.max_tokens,
                 pad_token_id=self._tokenizer.pad_token_id,
                 **kwargs,
             )
         new = ids[:, inputs["input_ids"].shape[1] :].tolist()
-        completions = [self._completion(tokens, max_tokens) for tokens in new]
+        completions = [self._completion(tokens, sampling.max_tokens) for tokens in new]
         rows = [completions[i * copies : (i + 1) * copies] for i in range(len(prompts))]
-        return rows if sample else [row * n for row in rows]
+        return [row * sampling.n for row in rows] if sampling.greedy else rows
 
     def _completion(self, tokens: list[int], max_tokens: int) -> Completion:
         stop = next((i for i, t in enumerate(tokens) if t in self._eos_ids), None)

@@ -20,7 +20,14 @@ from typing import Any
 from huggingface_hub import snapshot_download
 
 from axiom_ray.config import GenerationConfig
-from axiom_ray.generation.engines import CODE_END, Completion, Engine, cpu_list, prompt_seeds
+from axiom_ray.generation.engines import (
+    CODE_END,
+    Completion,
+    Engine,
+    Sampling,
+    cpu_list,
+    prompt_seeds,
+)
 from axiom_ray.generation.vllm_merge import EXTENSION as MERGE_EXTENSION
 
 log = logging.getLogger(__name__)
@@ -135,14 +142,7 @@ class VLLMEngine(Engine):
     # --- generation -------------------------------------------------------------------------
 
     def generate_stream(
-        self,
-        prompts: list[str],
-        n: int,
-        temperature: float,
-        top_p: float,
-        max_tokens: int,
-        seed: int,
-        seeds: list[int] | None = None,
+        self, prompts: list[str], sampling: Sampling, seeds: list[int] | None = None
     ) -> Iterator[tuple[int, list[Completion]]]:
         """Each prompt's completions the step they finish, while the engine decodes the others.
 
@@ -151,27 +151,10 @@ class VLLMEngine(Engine):
         replaced by the next before the following step, so the batch never drains between
         chunks. All in this thread, step by step: the same calls give the same steps, hence the
         same completions."""
-        from vllm import SamplingParams
-
         self._check_awake()
         if not prompts:
             return
-        per_prompt = prompt_seeds(seed, len(prompts), seeds)
-        sample = temperature > 0
-        # vLLM refuses n > 1 for greedy decoding; the n copies would be identical anyway.
-        copies = n if sample else 1
-        params = [
-            SamplingParams(
-                n=copies,
-                temperature=temperature,
-                top_p=top_p if sample else 1.0,
-                max_tokens=max_tokens,
-                seed=s if sample else None,
-                stop=self.stop,
-                include_stop_str_in_output=True,  # the closing fence stays: the block is whole
-            )
-            for s in per_prompt
-        ]
+        params = self.sampling_params(sampling, prompt_seeds(sampling.seed, len(prompts), seeds))
         # Token ids, not text: vLLM would add special tokens (a second BOS on Llama-3-style
         # tokenizers) to text that the chat template already rendered.
         inputs = [
@@ -200,10 +183,28 @@ class VLLMEngine(Engine):
                 submit(len(finished))
                 for out in finished:
                     row = self._completions(out)
-                    yield index.pop(str(out.request_id))[0], (row if sample else row * n)
+                    yield index.pop(str(out.request_id))[0], (row * sampling.n if sampling.greedy else row)
         finally:
             if index:  # the caller stopped early (or a step failed): free the engine for the next
                 engine.abort_request([rid for _, rid in index.values()], internal=True)
+
+    def sampling_params(self, sampling: Sampling, seeds: list[int]) -> list[Any]:
+        """vLLM's SamplingParams per prompt. Greedy: one decode (vLLM refuses n > 1 without
+        sampling; the n copies would be identical anyway) and no seed."""
+        from vllm import SamplingParams
+
+        return [
+            SamplingParams(
+                n=sampling.decodes,
+                temperature=sampling.temperature,
+                top_p=1.0 if sampling.greedy else sampling.top_p,
+                max_tokens=sampling.max_tokens,
+                seed=None if sampling.greedy else seed,
+                stop=self.stop,
+                include_stop_str_in_output=True,  # the closing fence stays: the block is whole
+            )
+            for seed in seeds
+        ]
 
     @staticmethod
     def _completions(out: Any) -> list[Completion]:
