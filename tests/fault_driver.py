@@ -16,16 +16,21 @@ As a script this is the driver the resume test kills: it connects to the test se
 (RAY_ADDRESS), swaps `axiom_ray.loop.start_generators` for the scripted one and runs the loop:
 
     RAY_ADDRESS=... python tests/fault_driver.py --model DIR --storage DIR [--set key=value ...]
+
+`launch`, `kill_when` and `wait_done` run that script for a test (test_resume, test_s3).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import functools
 import os
+import signal
+import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -156,6 +161,48 @@ def resume_config(model: str, storage: str, *extra: str) -> Any:
         "generation.batch_size=1", "evaluation.problems=is_palindrome", "evaluation.samples=2",
         "verifier.workers=1", "verifier.batch_size=2", "training.epochs=3", "training.grad_accum=1",
         *extra])
+
+
+# --- running this script from a test ------------------------------------------------------------
+
+
+def launch(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen:
+    """This script as a driver process with `args`, its output to `log_path`. Its own session:
+    a SIGKILL goes to the driver's process group and nothing else."""
+    here = Path(__file__)
+    return subprocess.Popen([sys.executable, str(here), *args], cwd=here.parent.parent, env=env,
+                            stdout=log_path.open("w"), stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def tail(path: Path, chars: int = 4000) -> str:
+    return path.read_text(errors="replace")[-chars:]
+
+
+def kill_when(proc: subprocess.Popen, condition: Callable[[], bool], what: str, timeout_s: float,
+              log_path: Path, poll_s: float = 0.05) -> None:
+    """SIGKILL the driver's process group once `condition()` holds; fail, with the driver's log,
+    when it exits first or `what` is not reached within `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not condition():
+            assert proc.poll() is None, f"driver exited ({proc.returncode}) before {what}:\n{tail(log_path)}"
+            assert time.monotonic() < deadline, f"{what} never reached:\n{tail(log_path)}"
+            time.sleep(poll_s)
+    finally:
+        with contextlib.suppress(ProcessLookupError):  # it may have exited on its own (a failure)
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def wait_done(proc: subprocess.Popen, timeout_s: float, log_path: Path) -> None:
+    """Wait for the driver to finish its run; fail, with its log, unless it ended well in time."""
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        raise AssertionError(f"the driver did not finish:\n{tail(log_path)}") from None
+    assert proc.returncode == 0 and DONE_MARKER in log_path.read_text(), tail(log_path)
 
 
 def main() -> int:

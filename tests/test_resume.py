@@ -13,21 +13,19 @@ tests/fault_driver.py (the tiny model, with correct answers for some candidates 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
-import signal
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import fault_driver
 import pyarrow.parquet as pq
 import pytest
-from fault_driver import DONE_MARKER, resume_config, start_scripted_generators
+from fault_driver import resume_config, start_scripted_generators
 from tiny_model import tiny_assets
 
 from axiom_ray.loop import run_iterations
@@ -35,7 +33,6 @@ from axiom_ray.rundir import RunDir
 from axiom_ray.samples import sample_id
 
 log = logging.getLogger(__name__)
-DRIVER = Path(__file__).with_name("fault_driver.py")
 KILL_TIMEOUT_S = 300  # per driver launch, generous: the machine's cores are shared
 GENERATE_DELAY_S = 1.0  # scripted generator: each generate() call takes at least this long
 ADAPTER_DELAY_S = 1.5  # ... and each adapter load, so redeploy lasts long enough to be caught
@@ -99,43 +96,20 @@ def kill_condition_met(storage: Path, kill: Kill, address: str) -> bool:
 
 
 def launch(model: str, storage: Path, address: str, log_path: Path) -> subprocess.Popen:
-    env = {**os.environ, "RAY_ADDRESS": address}
-    cmd = [sys.executable, str(DRIVER), "--model", model, "--storage", str(storage),
-           "--generate-delay", str(GENERATE_DELAY_S), "--adapter-delay", str(ADAPTER_DELAY_S)]
-    # Its own session: the SIGKILL goes to the driver's process group and nothing else.
-    return subprocess.Popen(cmd, cwd=DRIVER.parent.parent, env=env, stdout=log_path.open("w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def tail(path: Path, chars: int = 4000) -> str:
-    return path.read_text(errors="replace")[-chars:]
+    return fault_driver.launch(["--model", model, "--storage", str(storage), "--generate-delay", str(GENERATE_DELAY_S),
+                                "--adapter-delay", str(ADAPTER_DELAY_S)], {**os.environ, "RAY_ADDRESS": address}, log_path)
 
 
 def run_until_killed(model: str, storage: Path, address: str, kill: Kill, log_path: Path) -> dict[str, Any]:
     """Launch the driver, SIGKILL it once `kill`'s condition holds; the manifest at that time."""
     proc = launch(model, storage, address, log_path)
-    deadline = time.monotonic() + KILL_TIMEOUT_S
-    try:
-        while not kill_condition_met(storage, kill, address):
-            assert proc.poll() is None, f"driver exited ({proc.returncode}) before {kill.label()}:\n{tail(log_path)}"
-            assert time.monotonic() < deadline, f"{kill.label()} never reached:\n{tail(log_path)}"
-            time.sleep(0.05)
-    finally:
-        with contextlib.suppress(ProcessLookupError):  # it may have exited on its own (a failure)
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    fault_driver.kill_when(proc, lambda: kill_condition_met(storage, kill, address), kill.label(), KILL_TIMEOUT_S,
+                           log_path)
     return manifest(storage)
 
 
 def run_to_completion(model: str, storage: Path, address: str, log_path: Path) -> None:
-    proc = launch(model, storage, address, log_path)
-    try:
-        proc.wait(timeout=KILL_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        pytest.fail(f"the resumed driver did not finish:\n{tail(log_path)}")
-    assert proc.returncode == 0 and DONE_MARKER in log_path.read_text(), tail(log_path)
+    fault_driver.wait_done(launch(model, storage, address, log_path), KILL_TIMEOUT_S, log_path)
 
 
 def rows_by_key(storage: Path) -> dict[tuple[Any, ...], dict[str, Any]]:

@@ -18,19 +18,15 @@ The scripted generators and the driver are tests/fault_driver.py's, as in tests/
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import fault_driver
 import pyarrow.fs as pafs
 import pytest
-from fault_driver import DONE_MARKER
 from local_cluster import LocalCluster, files_containing
 from s3_server import S3Server, all_keys
 from tiny_model import tiny_assets
@@ -42,7 +38,6 @@ from axiom_ray.rundir import MANIFEST, RunDir, RunDirError
 from axiom_ray.samples import sample_id
 from axiom_ray.storage import Storage, filesystem, local_folder
 
-DRIVER = Path(__file__).with_name("fault_driver.py")
 DRIVER_TIMEOUT_S = 900  # per launch, generous: the machine's cores are shared (load 40+ seen)
 
 
@@ -132,15 +127,8 @@ def temp_parquet(st: Storage, k: int, phase: str) -> list[str]:
 
 
 def launch(model: str, uri: str, cluster: LocalCluster, log_path: Path) -> subprocess.Popen:
-    env = {**cluster.env, "RAY_ADDRESS": cluster.gcs_address}
-    cmd = [sys.executable, str(DRIVER), "--model", model, "--storage", uri]
-    # Its own session: the SIGKILL goes to the driver's process group and nothing else.
-    return subprocess.Popen(cmd, cwd=DRIVER.parent.parent, env=env, stdout=log_path.open("w"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
-
-
-def tail(path: Path, chars: int = 4000) -> str:
-    return path.read_text(errors="replace")[-chars:]
+    return fault_driver.launch(["--model", model, "--storage", uri], {**cluster.env, "RAY_ADDRESS": cluster.gcs_address},
+                               log_path)
 
 
 def kill_when(model: str, uri: str, cluster: LocalCluster, log_path: Path, k: int, phase: str,
@@ -148,28 +136,13 @@ def kill_when(model: str, uri: str, cluster: LocalCluster, log_path: Path, k: in
     """Launch the driver and SIGKILL it once phase (k, phase) is running and `ready(st)`."""
     st = Storage(uri)
     proc = launch(model, uri, cluster, log_path)
-    deadline = time.monotonic() + DRIVER_TIMEOUT_S
-    try:
-        while not (phase_status(st, k, phase) == "running" and ready(st)):
-            assert proc.poll() is None, f"driver exited ({proc.returncode}) before {phase} {k}:\n{tail(log_path)}"
-            assert time.monotonic() < deadline, f"{phase} {k} never reached:\n{tail(log_path)}"
-            time.sleep(0.1)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+    fault_driver.kill_when(proc, lambda: phase_status(st, k, phase) == "running" and ready(st), f"{phase} {k}",
+                           DRIVER_TIMEOUT_S, log_path, poll_s=0.1)
     assert phase_status(st, k, phase) == "running"
 
 
 def run_to_completion(model: str, uri: str, cluster: LocalCluster, log_path: Path) -> None:
-    proc = launch(model, uri, cluster, log_path)
-    try:
-        proc.wait(timeout=DRIVER_TIMEOUT_S)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
-        pytest.fail(f"the driver did not finish:\n{tail(log_path)}")
-    assert proc.returncode == 0 and DONE_MARKER in log_path.read_text(), tail(log_path)
+    fault_driver.wait_done(launch(model, uri, cluster, log_path), DRIVER_TIMEOUT_S, log_path)
 
 
 def rows_by_key(uri: str) -> dict[tuple[Any, ...], dict[str, Any]]:

@@ -11,6 +11,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from training_runs import assert_same_adapter, assert_same_curve, killed_and_undisturbed
 
 from axiom_ray.config import TrainingConfig
 from axiom_ray.training import (
@@ -353,40 +354,16 @@ def test_a_killed_worker_resumes_from_the_last_checkpoint_exactly(
     ray_cluster, tiny_model: str, tokenizer, tmp_path: Path
 ) -> None:
     """SIGKILL the worker once epoch 1's checkpoint is registered: Ray Train restarts it
-    (FailureConfig), it resumes after epoch 1 and ends bitwise where an uninterrupted run does."""
-    import signal
-    import threading
-    import time
-
-    from ray.util.state import list_actors
-
+    (FailureConfig), it resumes after epoch 1 and ends where an uninterrupted run does, within
+    float tolerance (the restarted process's first kernels may sum in another order: once in a
+    few runs the resumed epoch's first loss differed in the 7th digit)."""
     train_path = write_parquet(tmp_path / "train", sample_rows(tokenizer, 32))  # a longer run
-    kwargs = dict(base_model=tiny_model, train_path=train_path, cfg=FAST,
-                  storage_path=str(tmp_path), use_gpu=False)
-    out: dict[str, object] = {}
-
-    def killed_run() -> None:
-        out["killed"] = train_adapter(adapter_dir=str(tmp_path / "killed"), run_name="k", **kwargs)
-
-    thread = threading.Thread(target=killed_run)
-    thread.start()
-    snapshot = tmp_path / "k" / "checkpoint_manager_snapshot.json"  # written once registered
-    deadline = time.monotonic() + 300
-    while not snapshot.exists() and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    address = ray_cluster.get_runtime_context().gcs_address
-    workers = list_actors(address=address, filters=[("class_name", "=", "RayTrainWorker"),
-                                                    ("state", "=", "ALIVE")])
-    assert workers, "the run ended before the worker could be killed"
-    for worker in workers:
-        os.kill(worker.pid, signal.SIGKILL)
-    thread.join()
-    clean = train_adapter(adapter_dir=str(tmp_path / "clean"), run_name="c", **kwargs)
-    killed = out["killed"]
+    killed, clean = killed_and_undisturbed(
+        ray_cluster.get_runtime_context().gcs_address, tmp_path, timeout_s=300,
+        base_model=tiny_model, train_path=train_path, cfg=FAST, storage_path=str(tmp_path), use_gpu=False)
     assert killed.resumed_from_epoch >= 1 and clean.resumed_from_epoch == 0
-    assert killed.losses == clean.losses
-    weights = "adapter_model.safetensors"
-    assert (tmp_path / "killed" / weights).read_bytes() == (tmp_path / "clean" / weights).read_bytes()
+    assert_same_curve(clean, killed, rtol=1e-5)
+    assert_same_adapter(str(tmp_path / "clean"), str(tmp_path / "killed"), atol=1e-6)
 
 
 def _with(cfg: TrainingConfig, **changes) -> TrainingConfig:

@@ -14,6 +14,12 @@ from pathlib import Path
 
 import pytest
 from test_training import sample_rows, write_parquet
+from training_runs import (
+    adapter_tensors,
+    assert_same_adapter,
+    assert_same_curve,
+    killed_and_undisturbed,
+)
 
 from axiom_ray.config import ConfigError, TrainingConfig, build_config
 from axiom_ray.training import stack, train_adapter
@@ -24,7 +30,6 @@ BASE = TrainingConfig(epochs=2, batch_size=1, grad_accum=2, lr=1e-2, max_seq_len
 ROWS = 8
 # The same 2 examples per optimizer step: one worker accumulating 2, or two workers with 1 each.
 TWO_WORKERS = dataclasses.replace(BASE, grad_accum=1, num_workers=2)
-LOSS_RTOL = 1e-3  # float32 sums in another order (all-reduce, ZeRO partitions)
 
 
 @pytest.fixture(scope="module")
@@ -58,27 +63,6 @@ def train(ray_cluster, tiny_model: str, data: str, tmp_path_factory: pytest.Temp
 
     run.root, run.model, run.data, run.done = root, tiny_model, data, done  # type: ignore[attr-defined]
     return run
-
-
-def assert_same_curve(a, b, rtol: float = LOSS_RTOL) -> None:
-    assert a.steps == b.steps and len(a.losses) == len(b.losses)
-    for x, y in zip(a.losses, b.losses, strict=True):
-        assert math.isclose(x, y, rel_tol=rtol), (a.losses, b.losses)
-
-
-def adapter_tensors(folder: str) -> dict:
-    from safetensors.torch import load_file
-
-    return load_file(str(Path(folder) / "adapter_model.safetensors"))
-
-
-def assert_same_adapter(a: str, b: str, atol: float = 1e-3) -> None:
-    import torch
-
-    ta, tb = adapter_tensors(a), adapter_tensors(b)
-    assert ta.keys() == tb.keys() and ta
-    for k in ta:
-        assert torch.allclose(ta[k], tb[k], atol=atol), k
 
 
 # --- what each option reports, and the checks made before any work (pure) ------------------------
@@ -271,37 +255,14 @@ def test_a_killed_deepspeed_run_resumes_every_shard_and_ends_like_an_undisturbed
     """ZeRO-2 on two workers: both are SIGKILLed once epoch 1's checkpoint is registered; Ray
     Train restarts them (FailureConfig), each restores its ZeRO shard (LoRA weights, optimizer
     states) and the run ends where an undisturbed one does."""
-    import os
-    import signal
-    import threading
-    import time
-
-    from ray.util.state import list_actors
     from transformers import AutoTokenizer
 
     rows = sample_rows(AutoTokenizer.from_pretrained(tiny_model), 24)  # a longer epoch 2 to kill in
-    kwargs = dict(base_model=tiny_model, train_path=write_parquet(tmp_path / "train", rows),
-                  cfg=dataclasses.replace(TWO_WORKERS, strategy="deepspeed", zero_stage=2),
-                  storage_path=str(tmp_path), use_gpu=False)
-    out: dict[str, object] = {}
-
-    def killed_run() -> None:
-        out["killed"] = train_adapter(adapter_dir=str(tmp_path / "killed"), run_name="k", **kwargs)
-
-    thread = threading.Thread(target=killed_run)
-    thread.start()
-    snapshot = tmp_path / "k" / "checkpoint_manager_snapshot.json"  # written once registered
-    deadline = time.monotonic() + 600
-    while not snapshot.exists() and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    workers = list_actors(address=ray_cluster.get_runtime_context().gcs_address,
-                          filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")])
-    assert workers, "the run ended before its workers could be killed"
-    for worker in workers:
-        os.kill(worker.pid, signal.SIGKILL)
-    thread.join()
-    clean = train_adapter(adapter_dir=str(tmp_path / "clean"), run_name="c", **kwargs)
-    killed = out["killed"]
+    killed, clean = killed_and_undisturbed(
+        ray_cluster.get_runtime_context().gcs_address, tmp_path, timeout_s=600,
+        base_model=tiny_model, train_path=write_parquet(tmp_path / "train", rows),
+        cfg=dataclasses.replace(TWO_WORKERS, strategy="deepspeed", zero_stage=2),
+        storage_path=str(tmp_path), use_gpu=False)
     assert killed.resumed_from_epoch == 1 and clean.resumed_from_epoch == 0
     assert_same_curve(clean, killed, rtol=1e-5)
     assert_same_adapter(str(tmp_path / "clean"), str(tmp_path / "killed"), atol=1e-6)
