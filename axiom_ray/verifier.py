@@ -65,7 +65,6 @@ class VerifyBatch:
                  concurrency: int = 1) -> None:
         self._problems = {pid: as_problem(p) for pid, p in problems.items()}
         self._judges = [make_judge(cfg) for _ in range(max(1, concurrency))]
-        self._judge = self._judges[0]  # its isolation level is every Judge's (same config, same host)
         self._free: queue.SimpleQueue[Judge] = queue.SimpleQueue()
         for judge in self._judges:
             self._free.put(judge)
@@ -74,6 +73,11 @@ class VerifyBatch:
     @property
     def concurrency(self) -> int:
         return len(self._judges)
+
+    @property
+    def level(self) -> str:
+        """The isolation level its candidates run at (every Judge's: same config, same host)."""
+        return self._judges[0].level
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         pairs = list(zip(batch["problem_id"], batch["code"], strict=True))
@@ -86,7 +90,7 @@ class VerifyBatch:
     def _one(self, problem_id: str, code: Any) -> dict[str, Any]:
         problem = self._problems.get(problem_id)
         if problem is None:
-            return verdict_columns(Verdict(False, "error", 0, 0, 0.0, self._judge.level,
+            return verdict_columns(Verdict(False, "error", 0, 0, 0.0, self.level,
                                        f"unknown problem id {problem_id!r}"))
         judge = self._free.get()
         try:
@@ -136,7 +140,7 @@ class VerifyStage(VerifyBatch):
         self._problems_lock = threading.Lock()
 
     def ready(self) -> dict[str, Any]:
-        return {"pid": os.getpid(), "isolation": self._judge.level, "concurrency": self.concurrency}
+        return {"pid": os.getpid(), "isolation": self.level, "concurrency": self.concurrency}
 
     def judge_block(self, rows: dict[str, list[Any]], problems: PassProblems, uri: str) -> dict[str, Any]:
         """Judge the generation rows (columns of the sample row without the verdict), write them
